@@ -1,0 +1,16 @@
+"""``manage.py ensuredefaultkey``: make sure the default API key exists."""
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+
+from apikeys.tenants import ensure_default_key
+
+
+class Command(BaseCommand):
+    help = "Create the default API key (PEERHUB_DEFAULT_KEY, normally 'peerjs') if missing."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        row = ensure_default_key()
+        state = "active" if row.active else "inactive"
+        self.stdout.write(f"default key {row.key!r} is {state}")

@@ -1,0 +1,45 @@
+"""API keys. A key is a public tenant id (it sits in every browser), never a secret."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.db import models
+
+
+def new_key_string() -> str:
+    """A fresh random key string that passes the PeerJS 0.3.x key rule."""
+    return secrets.token_hex(12)
+
+
+class ApiKey(models.Model):
+    """One tenant: its key string, whether it is active, and its limits."""
+
+    name = models.CharField(max_length=100)
+    key = models.CharField(max_length=64, unique=True, default=new_key_string)
+    active = models.BooleanField(default=True)
+    concurrent_limit = models.PositiveIntegerField(
+        default=0, help_text="Most peers connected at once under this key; 0 means no "
+        "limit of its own (the server-wide CONCURRENT_LIMIT still applies).")
+    allow_discovery = models.BooleanField(
+        default=False, help_text="Serve GET {path}{key}/peers for this key.")
+    allowed_origins = models.TextField(
+        blank=True, help_text="One origin per line (https://app.example.com); empty: any.")
+    rate_limit = models.PositiveIntegerField(
+        default=0, help_text="Messages per second per peer; 0: the server's RATE_LIMIT.")
+    queue_limit = models.PositiveIntegerField(
+        default=0, help_text="Messages kept per offline destination; 0: QUEUE_LIMIT.")
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+    notes = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.key})"
+
+    def origin_list(self) -> list[str]:
+        """The allowed origins as a list (empty means any origin)."""
+        return [o.strip().rstrip("/") for o in self.allowed_origins.splitlines() if o.strip()]

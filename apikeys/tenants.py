@@ -1,0 +1,86 @@
+"""Looking up a key's tenant settings, cached so a connect costs at most one query.
+
+The relay path never comes here: a connection resolves its :class:`Tenant` once, when
+it registers, and keeps it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
+
+from apikeys.models import ApiKey
+
+
+@dataclass(frozen=True, slots=True)
+class Tenant:
+    """An immutable snapshot of one active key's settings."""
+
+    key: str
+    concurrent_limit: int
+    allow_discovery: bool
+    allowed_origins: tuple[str, ...]
+    rate_limit: int
+    queue_limit: int
+
+    def allows_origin(self, origin: str | None) -> bool:
+        """Tell whether a request from ``origin`` may use this key."""
+        if not self.allowed_origins:
+            return True
+        return origin is not None and origin.rstrip("/") in self.allowed_origins
+
+    @property
+    def discovery(self) -> bool:
+        """Discovery is on for this key, or for every key by ALLOW_DISCOVERY."""
+        return self.allow_discovery or bool(settings.PEERHUB_ALLOW_DISCOVERY)
+
+
+def tenant_from_row(row: ApiKey) -> Tenant:
+    """Snapshot an :class:`ApiKey` row."""
+    return Tenant(row.key, row.concurrent_limit, row.allow_discovery,
+                  tuple(row.origin_list()), row.rate_limit, row.queue_limit)
+
+
+def load_tenant(key: str) -> Tenant | None:
+    """Read an active key's tenant from the database (synchronous)."""
+    close_old_connections()
+    row = ApiKey.objects.filter(key=key, active=True).first()
+    return None if row is None else tenant_from_row(row)
+
+
+_cache: dict[str, tuple[float, Tenant | None]] = {}
+_MAX_KEY_LENGTH = 64
+
+
+async def get_tenant(key: str) -> Tenant | None:
+    """The active tenant for ``key``, or None; cached for KEY_CACHE_SECONDS."""
+    if len(key) > _MAX_KEY_LENGTH:
+        return None
+    now = time.monotonic()
+    hit = _cache.get(key)
+    if hit is not None and now - hit[0] < settings.PEERHUB_KEY_CACHE_SECONDS:
+        return hit[1]
+    tenant = await sync_to_async(load_tenant, thread_sensitive=False)(key)
+    if len(_cache) > 10_000:
+        _cache.clear()
+    _cache[key] = (now, tenant)
+    return tenant
+
+
+def forget_cached(key: str | None = None) -> None:
+    """Drop the cached tenant for ``key`` (or all), e.g. after an admin change."""
+    if key is None:
+        _cache.clear()
+    else:
+        _cache.pop(key, None)
+
+
+def ensure_default_key() -> ApiKey:
+    """Create the default key (``PEERHUB_DEFAULT_KEY``, normally ``peerjs``) if missing."""
+    row, _ = ApiKey.objects.get_or_create(
+        key=settings.PEERHUB_DEFAULT_KEY, defaults={"name": "default"})
+    return row

@@ -1,0 +1,1 @@
+"""peerhub: a PeerJS-compatible PeerServer on Django Channels."""

@@ -1,0 +1,30 @@
+"""ASGI entry point: Django for HTTP, the PeerJS consumer at ``{path}peerjs``."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peerhub.settings")
+django_http = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+from signalling.config import get_config  # noqa: E402
+from signalling.consumers import PeerConsumer  # noqa: E402
+
+_peer_consumer = PeerConsumer.as_asgi()
+
+
+async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Serve the exact path ``{path}peerjs``; refuse any other websocket path."""
+    if scope["path"] == get_config().ws_path:
+        await _peer_consumer(scope, receive, send)
+        return
+    await receive()  # websocket.connect
+    await send({"type": "websocket.close", "code": 1008})
+
+
+application = ProtocolTypeRouter({"http": django_http, "websocket": websocket_app})

@@ -1,0 +1,56 @@
+"""Start daphne with peerhub's settings: ``python -m peerhub.serve``.
+
+The daphne options that matter to a PeerServer come from the same environment as the
+rest: address and port, a listen backlog large enough for connection bursts, websocket
+pings sized from ALIVE_TIMEOUT (dead sockets are closed and their ids freed within it),
+no daphne-side socket lifetime limit, and MAX_MESSAGE_SIZE as the frame limit (a larger
+frame is closed with code 1009 by the consumer).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from peerhub.env import env_int, env_str
+
+
+def daphne_argv() -> list[str]:
+    """The daphne command line for the current environment."""
+    host = env_str("HOST", "0.0.0.0")
+    port = env_int("PORT", 9000)
+    backlog = env_int("LISTEN_BACKLOG", 4096, minimum=1)
+    alive_ms = env_int("ALIVE_TIMEOUT", 60000, minimum=100)
+    max_size = env_int("MAX_MESSAGE_SIZE", 65536, minimum=1024)
+    half = max(alive_ms / 2000, 0.05)
+    # The consumer closes frames over MAX_MESSAGE_SIZE with 1009; daphne's own limit,
+    # which drops the TCP connection, only bounds memory for frames far beyond it.
+    hard_limit = max_size * 4
+    interface = host.replace(":", r"\:")
+    return [
+        "-e", f"tcp:port={port}:interface={interface}:backlog={backlog}",
+        "--ping-interval", f"{half:g}",
+        "--ping-timeout", f"{half:g}",
+        "--websocket_timeout", "-1",
+        "--websocket-max-message-size", str(hard_limit),
+        "--websocket-max-frame-size", str(hard_limit),
+        "--application-close-timeout", "5",
+        "-v", env_str("DAPHNE_VERBOSITY", "1"),
+        "peerhub.asgi:application",
+    ]
+
+
+def main() -> None:
+    """Run daphne in this process."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peerhub.settings")
+    from daphne.cli import CommandLineInterface
+
+    argv = daphne_argv()
+    print(f"peerhub: serving on {env_str('HOST', '0.0.0.0')}:{env_int('PORT', 9000)}",
+          flush=True)
+    CommandLineInterface().run(argv)
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Django settings for peerhub. Every value comes from the environment (see README)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+from peerhub.env import env_bool, env_int, env_list, env_str, normalise_mount_path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("PEERHUB_VAR_DIR", str(BASE_DIR / "var")))
+
+
+def _embedded_secret_key() -> str:
+    """Return a per-install random key kept in ``VAR_DIR``; created on first use."""
+    path = VAR_DIR / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    path.write_text(key)
+    path.chmod(0o600)
+    return key
+
+
+SECRET_KEY = env_str("SECRET_KEY", "") or _embedded_secret_key()
+DEBUG = env_bool("DEBUG", False)
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "channels",
+    "apikeys",
+    "signalling",
+]
+
+MIDDLEWARE = [
+    "signalling.cors.PeerJSCorsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "peerhub.urls"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+ASGI_APPLICATION = "peerhub.asgi.application"
+WSGI_APPLICATION = None
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'peerhub.sqlite3'}"),
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = env_str("STATIC_URL", "/static/")
+STATIC_ROOT = VAR_DIR / "static"
+
+REDIS_URL = env_str("REDIS_URL", "")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "loggers": {"django.channels.server": {"level": "WARNING"}},
+}
+
+# --- The PeerServer (names follow peerjs-server's options) -------------------------
+PEERHUB_PATH = normalise_mount_path(env_str("PEERHUB_PATH", "/"))
+PEERHUB_DEFAULT_KEY = env_str("PEERHUB_DEFAULT_KEY", "peerjs")
+PEERHUB_EXPIRE_TIMEOUT_MS = env_int("EXPIRE_TIMEOUT", 5000, minimum=1)
+PEERHUB_CLEANUP_INTERVAL_MS = env_int("CLEANUP_INTERVAL", 1000, minimum=10)
+PEERHUB_ALIVE_TIMEOUT_MS = env_int("ALIVE_TIMEOUT", 60000, minimum=100)
+PEERHUB_CONCURRENT_LIMIT = env_int("CONCURRENT_LIMIT", 5000, minimum=1)
+PEERHUB_ALLOW_DISCOVERY = env_bool("ALLOW_DISCOVERY", False)
+PEERHUB_MAX_MESSAGE_SIZE = env_int("MAX_MESSAGE_SIZE", 65536, minimum=1024)
+PEERHUB_QUEUE_LIMIT = env_int("QUEUE_LIMIT", 100, minimum=0)
+PEERHUB_RATE_LIMIT = env_int("RATE_LIMIT", 1000, minimum=1)
+PEERHUB_RATE_BURST = env_int("RATE_BURST", 5000, minimum=1)
+PEERHUB_KEY_CACHE_SECONDS = env_int("KEY_CACHE_SECONDS", 2, minimum=0)

@@ -1,0 +1,1 @@
+"""The PeerServer: PeerJS signalling over websockets and HTTP."""

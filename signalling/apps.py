@@ -1,0 +1,10 @@
+"""App config for the PeerServer."""
+
+from django.apps import AppConfig
+
+
+class SignallingConfig(AppConfig):
+    """PeerJS signalling: websocket consumer, HTTP routes, hub."""
+
+    name = "signalling"
+    verbose_name = "Signalling"

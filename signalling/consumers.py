@@ -1,0 +1,154 @@
+"""The PeerJS websocket endpoint, ``{path}peerjs``.
+
+A lean consumer: it is routed by Channels as usual but runs its own receive loop for
+websocket frames instead of the generic per-message dispatch (design.md measured the
+generic dispatch as the main cost). Decisions live in :mod:`signalling.decisions`,
+state in the hub; this module only moves frames.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from channels.consumer import AsyncConsumer
+
+from apikeys.tenants import Tenant, get_tenant
+from signalling import protocol as p
+from signalling.config import ServerConfig, get_config
+from signalling.decisions import Claim
+from signalling.hub import Limits
+from signalling.ratelimit import TokenBucket
+from signalling.runtime import get_hub
+
+logger = logging.getLogger(__name__)
+
+CLOSE_NORMAL = 1000
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_GOING_AWAY = 1001
+
+Scope = dict[str, Any]
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    """One request header from an ASGI scope, decoded, or None."""
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class PeerConsumer(AsyncConsumer):
+    """One PeerJS client's websocket: handshake, then relay until it closes."""
+
+    key: str
+    peer_id: str
+    token: str
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        self.scope = scope
+        self._send = send
+        self._closed = False
+        self.cfg: ServerConfig = get_config()
+        first = await receive()
+        if first["type"] != "websocket.connect":
+            return
+        await send({"type": "websocket.accept"})
+        registered = await self._handshake()
+        if not registered:
+            return
+        try:
+            await self._receive_loop(receive)
+        finally:
+            await get_hub().unregister(self)
+
+    # --- Endpoint -------------------------------------------------------------------
+
+    async def deliver(self, frame: str) -> None:
+        """Send one server frame; a closed socket swallows it."""
+        if not self._closed:
+            await self._send({"type": "websocket.send", "text": frame})
+
+    async def shut(self, frame: str | None, code: int) -> None:
+        """Send ``frame`` if given, then close with ``code``."""
+        if self._closed:
+            return
+        if frame is not None:
+            await self._send({"type": "websocket.send", "text": frame})
+        self._closed = True
+        await self._send({"type": "websocket.close", "code": code})
+
+    # --- handshake ------------------------------------------------------------------
+
+    async def _handshake(self) -> bool:
+        params = p.parse_handshake(self.scope.get("query_string", b""))
+        if params is None:
+            await self.shut(p.error_frame(p.Errors.INVALID_WS_PARAMETERS), CLOSE_POLICY)
+            return False
+        self.key, self.peer_id, self.token = params.key, params.id, params.token
+        tenant = await get_tenant(params.key)
+        if tenant is None:
+            logger.info("refused websocket: unknown or inactive key")
+            await self.shut(p.INVALID_KEY_FRAME, CLOSE_POLICY)
+            return False
+        if not tenant.allows_origin(header(self.scope, b"origin")):
+            logger.info("refused websocket: origin not allowed")
+            await self.shut(p.error_frame(p.Errors.ORIGIN_NOT_ALLOWED), CLOSE_POLICY)
+            return False
+        return await self._claim(tenant)
+
+    async def _claim(self, tenant: Tenant) -> bool:
+        hub = get_hub()
+        claim = await hub.register(self, Limits(self.cfg.concurrent_limit,
+                                                tenant.concurrent_limit))
+        if claim is Claim.TAKEN:
+            await self.shut(p.ID_TAKEN_FRAME, CLOSE_POLICY)
+            return False
+        if claim is Claim.LIMIT:
+            await self.shut(p.error_frame(p.Errors.CONNECTION_LIMIT_EXCEED), CLOSE_POLICY)
+            return False
+        rate = tenant.rate_limit or self.cfg.rate_limit
+        self._bucket = TokenBucket(rate, max(rate, self.cfg.rate_burst), time.monotonic())
+        if claim is Claim.NEW:
+            await self.deliver(p.OPEN_FRAME)
+        await hub.flush_queue(self)
+        return True
+
+    # --- the hot loop ---------------------------------------------------------------
+
+    async def _receive_loop(self, receive: Any) -> None:
+        hub = get_hub()
+        limit = self.cfg.max_message_size
+        bucket = self._bucket
+        while True:
+            event = await receive()
+            if event["type"] != "websocket.receive":
+                return  # websocket.disconnect
+            data = event.get("text")
+            if data is None:
+                data = event.get("bytes") or b""
+            if len(data) > limit:
+                await self.shut(p.error_frame(p.Errors.TOO_BIG), CLOSE_TOO_BIG)
+                return await self._drain(receive)
+            if not bucket.take(time.monotonic()):
+                logger.warning("peer exceeded its message rate; closing")
+                await self.shut(p.error_frame(p.Errors.RATE_LIMIT), CLOSE_POLICY)
+                return await self._drain(receive)
+            try:
+                msg = p.parse_client_frame(data)
+            except p.ProtocolError as exc:
+                await self.deliver(p.error_frame(str(exc)))
+                continue
+            await hub.relay(self, msg)
+
+    async def _drain(self, receive: Any) -> None:
+        """After closing, wait for the disconnect so the id is freed at the right time."""
+        try:
+            async with asyncio.timeout(5):
+                while (await receive())["type"] != "websocket.disconnect":
+                    pass
+        except TimeoutError:
+            return

@@ -1,0 +1,163 @@
+"""The hub: who is connected, relaying between them, and the offline queue.
+
+Consumers (websocket or 0.3.x HTTP stream) talk only to a hub. :class:`LocalHub` keeps
+everything in this process (the embedded default). Same-process delivery is a direct
+call on the destination endpoint; nothing on the relay path touches the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Protocol
+
+from signalling.decisions import Claim, Route, decide_claim, decide_route
+from signalling.offline import OfflineQueue, QueueFull
+from signalling.protocol import ClientMessage, expire_frame, relay_message
+
+logger = logging.getLogger(__name__)
+
+PeerKey = tuple[str, str]
+
+
+class Endpoint(Protocol):
+    """One client transport registered (or registering) as a peer id under a key."""
+
+    key: str
+    peer_id: str
+    token: str
+
+    async def deliver(self, frame: str) -> None:
+        """Send one server frame to this client."""
+
+    async def shut(self, frame: str | None, code: int) -> None:
+        """Send ``frame`` (if any), then close the transport with ``code``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The registration limits that apply to one key."""
+
+    server_limit: int
+    key_limit: int  # 0: no per-key limit
+
+
+class LocalHub:
+    """Peer directory, relay and offline queue for one process."""
+
+    def __init__(self, queue_limit: int, expire_timeout: float, cleanup_interval: float):
+        self._peers: dict[PeerKey, Endpoint] = {}
+        self._per_key: Counter[str] = Counter()
+        self._queue = OfflineQueue(queue_limit, expire_timeout)
+        self._cleanup_interval = cleanup_interval
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # --- registration ---------------------------------------------------------------
+
+    async def register(self, ep: Endpoint, limits: Limits) -> Claim:
+        """Claim ``ep.peer_id`` under ``ep.key``; on success deliver its queued messages."""
+        self._ensure_sweeper()
+        pk = (ep.key, ep.peer_id)
+        holder = self._peers.get(pk)
+        claim = decide_claim(None if holder is None else holder.token, ep.token,
+                             self._at_limit(ep.key, limits))
+        if claim is Claim.NEW:
+            self._per_key[ep.key] += 1
+        if claim in (Claim.NEW, Claim.TAKEOVER):
+            self._peers[pk] = ep
+        return claim
+
+    async def flush_queue(self, ep: Endpoint) -> None:
+        """Deliver what was queued for ``ep`` while it was offline."""
+        for frame in self._queue.drain(ep.key, ep.peer_id):
+            await ep.deliver(frame)
+
+    async def unregister(self, ep: Endpoint) -> bool:
+        """Free ``ep``'s id if ``ep`` is still the one holding it."""
+        pk = (ep.key, ep.peer_id)
+        if self._peers.get(pk) is not ep:
+            return False
+        del self._peers[pk]
+        self._per_key[ep.key] -= 1
+        if self._per_key[ep.key] <= 0:
+            del self._per_key[ep.key]
+        return True
+
+    def _at_limit(self, key: str, limits: Limits) -> bool:
+        if len(self._peers) >= limits.server_limit:
+            return True
+        return limits.key_limit > 0 and self._per_key[key] >= limits.key_limit
+
+    # --- lookups --------------------------------------------------------------------
+
+    def is_current(self, ep: Endpoint) -> bool:
+        """Tell whether ``ep`` is the endpoint that holds its id now."""
+        return self._peers.get((ep.key, ep.peer_id)) is ep
+
+    def holder(self, key: str, peer_id: str) -> Endpoint | None:
+        """The endpoint holding ``peer_id`` under ``key``, if any."""
+        return self._peers.get((key, peer_id))
+
+    def peer_ids(self, key: str) -> list[str]:
+        """Every registered id under ``key``."""
+        return [pid for (k, pid) in self._peers if k == key]
+
+    def count(self, key: str | None = None) -> int:
+        """Registered peers under ``key``, or in all keys."""
+        return len(self._peers) if key is None else self._per_key.get(key, 0)
+
+    def keys_online(self) -> dict[str, int]:
+        """Live peer count for every key that has any."""
+        return dict(self._per_key)
+
+    # --- relay ----------------------------------------------------------------------
+
+    async def relay(self, src: Endpoint, msg: ClientMessage) -> None:
+        """Route one client message from ``src`` (its ``src`` stamp is ``src.peer_id``)."""
+        target = None if msg.dst is None else self._peers.get((src.key, msg.dst))
+        route = decide_route(msg.type, msg.dst, target is not None)
+        if route is Route.DELIVER:
+            assert target is not None
+            await target.deliver(relay_message(msg, src.peer_id))
+        elif route is Route.QUEUE:
+            assert msg.dst is not None
+            await self._enqueue(src, msg.dst, relay_message(msg, src.peer_id))
+        elif route is Route.UNREGISTER:
+            await self.unregister(src)
+
+    async def _enqueue(self, src: Endpoint, dst: str, frame: str) -> None:
+        try:
+            self._queue.push(src.key, dst, src.peer_id, frame, time.monotonic())
+        except QueueFull:
+            logger.info("offline queue for %r is full; EXPIRE to %r", dst, src.peer_id)
+            await src.deliver(expire_frame(dst, src.peer_id))
+
+    # --- expiry ---------------------------------------------------------------------
+
+    def _ensure_sweeper(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._sweeper is not None and not self._sweeper.done():
+            if self._sweeper.get_loop() is loop:
+                return
+        self._sweeper = loop.create_task(self._sweep_forever(), name="peerhub-expiry")
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._cleanup_interval)
+            await self.expire_now(time.monotonic())
+
+    async def expire_now(self, now: float) -> None:
+        """Drop timed-out queues and send each waiting sender one EXPIRE."""
+        for item in self._queue.expire(now):
+            for sender in item.senders:
+                ep = self._peers.get((item.key, sender))
+                if ep is not None:
+                    await ep.deliver(expire_frame(item.dst, sender))
+
+    async def close_all(self, frame: str | None, code: int) -> None:
+        """Close every registered endpoint (used at shutdown)."""
+        for ep in list(self._peers.values()):
+            await ep.shut(frame, code)

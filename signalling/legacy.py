@@ -1,0 +1,45 @@
+"""The classic 0.3.x client's HTTP transport: the XHR stream and the POST routes.
+
+A 0.3.x peer opens its websocket and ``POST {key}/{id}/{token}/id`` (a long-lived
+stream) at once, and sends signalling over ``POST .../offer|candidate|answer|leave``
+until the websocket is open. The stream registers like a websocket would; the
+websocket that follows with the same token takes over silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+logger = logging.getLogger(__name__)
+
+_STREAM_BUFFER = 1000
+
+
+class StreamEndpoint:
+    """A registered peer whose frames go down a streaming HTTP response."""
+
+    def __init__(self, key: str, peer_id: str, token: str) -> None:
+        self.key = key
+        self.peer_id = peer_id
+        self.token = token
+        self.frames: asyncio.Queue[str | None] = asyncio.Queue(_STREAM_BUFFER)
+
+    async def deliver(self, frame: str) -> None:
+        """Queue one frame for the stream; a stream that is not read is closed."""
+        try:
+            self.frames.put_nowait(frame)
+        except asyncio.QueueFull:
+            logger.info("0.3.x stream not read; closing it")
+            self._end()
+
+    async def shut(self, frame: str | None, code: int) -> None:
+        """Write ``frame`` (if any) and end the stream."""
+        if frame is not None:
+            await self.deliver(frame)
+        self._end()
+
+    def _end(self) -> None:
+        while self.frames.full():
+            self.frames.get_nowait()
+        self.frames.put_nowait(None)

@@ -1,0 +1,174 @@
+"""The PeerJS wire protocol as pure data and functions, with PeerJS's exact strings.
+
+Nothing here touches sockets, Django or the event loop: it parses client frames, builds
+server frames and answers small protocol questions, so server and client tests share it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+
+
+class MessageType(StrEnum):
+    """Message ``type`` values, spelled as PeerJS spells them."""
+
+    OPEN = "OPEN"
+    LEAVE = "LEAVE"
+    CANDIDATE = "CANDIDATE"
+    OFFER = "OFFER"
+    ANSWER = "ANSWER"
+    EXPIRE = "EXPIRE"
+    HEARTBEAT = "HEARTBEAT"
+    ID_TAKEN = "ID-TAKEN"
+    ERROR = "ERROR"
+    INVALID_KEY = "INVALID-KEY"
+
+
+class Errors:
+    """Error texts sent in ``ERROR`` payloads (the first five are peerjs-server's own)."""
+
+    INVALID_KEY = "Invalid key provided"
+    INVALID_TOKEN = "Invalid token provided"
+    INVALID_WS_PARAMETERS = "No id, token, or key supplied to websocket server"
+    CONNECTION_LIMIT_EXCEED = "Server has reached its concurrent user limit"
+    ID_TAKEN = "ID is taken"
+    # peerhub's own, for input peerjs-server silently drops or crashes on.
+    NOT_JSON = "Invalid message: not JSON"
+    NOT_OBJECT = "Invalid message: not a JSON object"
+    NO_TYPE = "Invalid message: no type"
+    BAD_DST = "Invalid message: dst must be a string"
+    RATE_LIMIT = "Rate limit exceeded"
+    ORIGIN_NOT_ALLOWED = "Origin not allowed for this key"
+    TOO_BIG = "Message too big"
+    KEY_DEACTIVATED = "API key was deactivated"
+
+
+#: Types a client may send that the server relays to ``dst``.
+RELAYED_TYPES = frozenset(
+    {MessageType.OFFER, MessageType.ANSWER, MessageType.CANDIDATE, MessageType.LEAVE,
+     MessageType.EXPIRE}
+)
+#: Relayed types that are queued when ``dst`` is offline (LEAVE and EXPIRE never are).
+QUEUED_TYPES = frozenset({MessageType.OFFER, MessageType.ANSWER, MessageType.CANDIDATE})
+
+#: The PeerJS client's id rule (0.3.x and 1.5.x alike).
+ID_PATTERN = re.compile(r"^[A-Za-z0-9]+(?:[ _-][A-Za-z0-9]+)*$")
+
+BANNER = {
+    "name": "PeerJS Server",
+    "description": "A server side element to broker connections between PeerJS clients.",
+    "website": "https://peerjs.com/",
+}
+
+# 0.3.x XHR stream: 2048 zeros then a newline, ignored by the client as line 0.
+STREAM_PADDING = "0" * 2048 + "\n"
+
+
+class ProtocolError(ValueError):
+    """A client frame that breaks the protocol; ``str(exc)`` is the ERROR text to send."""
+
+
+@dataclass(frozen=True, slots=True)
+class ClientMessage:
+    """One parsed client frame: its type, its destination and its untouched payload."""
+
+    type: str
+    dst: str | None
+    payload: Any
+    has_payload: bool
+
+
+def is_valid_id(peer_id: str) -> bool:
+    """Tell whether ``peer_id`` passes the PeerJS client's id rule."""
+    return bool(ID_PATTERN.match(peer_id))
+
+
+def parse_client_frame(data: str | bytes) -> ClientMessage:
+    """Parse a text or binary frame into a :class:`ClientMessage`.
+
+    Raises :class:`ProtocolError` whose text says exactly what was wrong.
+    """
+    try:
+        obj = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ProtocolError(Errors.NOT_JSON) from exc
+    if not isinstance(obj, dict):
+        raise ProtocolError(Errors.NOT_OBJECT)
+    msg_type = obj.get("type")
+    if not isinstance(msg_type, str) or msg_type == "":
+        raise ProtocolError(Errors.NO_TYPE)
+    dst = obj.get("dst")
+    if dst is not None and not isinstance(dst, str):
+        raise ProtocolError(Errors.BAD_DST)
+    return ClientMessage(msg_type, dst or None, obj.get("payload"), "payload" in obj)
+
+
+def relay_frame(msg_type: str, src: str, dst: str | None, payload: Any = None,
+                has_payload: bool = False) -> str:
+    """Build a relayed frame with keys exactly ``type, src, dst, payload``.
+
+    ``payload`` is left out when the sender gave none, as peerjs-server does.
+    """
+    frame: dict[str, Any] = {"type": msg_type, "src": src, "dst": dst}
+    if has_payload:
+        frame["payload"] = payload
+    return orjson.dumps(frame).decode()
+
+
+def relay_message(msg: ClientMessage, src: str) -> str:
+    """Re-emit a parsed client message with the server's ``src`` stamp."""
+    return relay_frame(msg.type, src, msg.dst, msg.payload, msg.has_payload)
+
+
+def expire_frame(offline_id: str, sender_id: str) -> str:
+    """The EXPIRE a sender gets for a message to an offline peer (src and dst swapped)."""
+    return orjson.dumps({"type": "EXPIRE", "src": offline_id, "dst": sender_id}).decode()
+
+
+def leave_frame(left_id: str, dst_id: str) -> str:
+    """The LEAVE a peer gets when ``left_id`` went away."""
+    return orjson.dumps({"type": "LEAVE", "src": left_id, "dst": dst_id}).decode()
+
+
+def error_frame(text: str) -> str:
+    """An ``ERROR`` frame carrying ``text`` as ``payload.msg``."""
+    return orjson.dumps({"type": "ERROR", "payload": {"msg": text}}).decode()
+
+
+OPEN_FRAME = orjson.dumps({"type": "OPEN"}).decode()
+ID_TAKEN_FRAME = orjson.dumps({"type": "ID-TAKEN", "payload": {"msg": Errors.ID_TAKEN}}).decode()
+INVALID_KEY_FRAME = orjson.dumps(
+    {"type": "INVALID-KEY", "payload": {"msg": Errors.INVALID_KEY}}
+).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Handshake:
+    """The websocket query parameters a PeerJS client sends."""
+
+    key: str
+    id: str
+    token: str
+    version: str | None
+
+
+def parse_handshake(query_string: bytes | str) -> Handshake | None:
+    """Read ``key``, ``id``, ``token`` (and ``version``); None if one is missing or empty."""
+    if isinstance(query_string, bytes):
+        query_string = query_string.decode("latin-1")
+    params = parse_qs(query_string, keep_blank_values=True)
+
+    def first(name: str) -> str:
+        values = params.get(name)
+        return values[0] if values else ""
+
+    key, peer_id, token = first("key"), first("id"), first("token")
+    if not (key and peer_id and token):
+        return None
+    return Handshake(key, peer_id, token, first("version") or None)

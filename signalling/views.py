@@ -1,0 +1,136 @@
+"""The PeerServer's HTTP routes, under the mount path (``PEERHUB_PATH``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+
+import orjson
+from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from apikeys.tenants import Tenant, get_tenant
+from signalling import protocol as p
+from signalling.config import get_config
+from signalling.decisions import Claim
+from signalling.hub import Limits
+from signalling.legacy import StreamEndpoint
+from signalling.runtime import get_hub
+
+logger = logging.getLogger(__name__)
+
+TEXT_HTML = "text/html; charset=utf-8"
+JSON = "application/json; charset=utf-8"
+UNAUTHORIZED = "Unauthorized"
+_RETRY_DELAY = 0.025
+
+
+def _json(data: object, status: int = 200) -> HttpResponse:
+    return HttpResponse(orjson.dumps(data), content_type=JSON, status=status)
+
+
+async def _tenant_for(request: HttpRequest, key: str) -> Tenant | None:
+    """The key's tenant if it is active and the request's origin is allowed for it."""
+    tenant = await get_tenant(key)
+    if tenant is not None and not tenant.allows_origin(request.headers.get("Origin")):
+        request.peerhub_cors = False  # type: ignore[attr-defined]
+        return None
+    return tenant
+
+
+@require_GET
+async def banner(request: HttpRequest) -> HttpResponse:
+    """``GET {path}``: the server banner, as peerjs-server sends it."""
+    return _json(p.BANNER)
+
+
+def fresh_id(taken: set[str] | None = None) -> str:
+    """A new UUID v4 id (it passes the PeerJS id rule), not in ``taken``."""
+    while True:
+        candidate = str(uuid.uuid4())
+        if not taken or candidate not in taken:
+            return candidate
+
+
+@require_GET
+async def new_id(request: HttpRequest, key: str) -> HttpResponse:
+    """``GET {path}{key}/id``: a fresh id as plain text with no newline."""
+    if await _tenant_for(request, key) is None:
+        return HttpResponse(UNAUTHORIZED, content_type="text/plain", status=401)
+    hub = get_hub()
+    peer_id = fresh_id()
+    while hub.holder(key, peer_id) is not None:
+        peer_id = fresh_id()
+    return HttpResponse(peer_id, content_type=TEXT_HTML)
+
+
+@require_GET
+async def peers(request: HttpRequest, key: str) -> HttpResponse:
+    """``GET {path}{key}/peers``: the key's peer ids when discovery is on, else 401."""
+    tenant = await _tenant_for(request, key)
+    if tenant is None or not tenant.discovery:
+        return HttpResponse(UNAUTHORIZED, content_type="text/plain", status=401)
+    return _json(get_hub().peer_ids(key))
+
+
+@csrf_exempt
+@require_POST
+async def legacy_signal(request: HttpRequest, key: str, peer_id: str, token: str,
+                        action: str) -> HttpResponse:
+    """``POST {path}{key}/{id}/{token}/offer|candidate|answer|leave`` (0.3.x)."""
+    if await _tenant_for(request, key) is None:
+        return HttpResponse(p.Errors.INVALID_KEY, content_type="text/plain", status=401)
+    holder = get_hub().holder(key, peer_id)
+    if holder is None:
+        await asyncio.sleep(_RETRY_DELAY)
+        holder = get_hub().holder(key, peer_id)
+    if holder is None or holder.token != token:
+        return HttpResponse(p.Errors.INVALID_TOKEN, content_type="text/plain", status=401)
+    try:
+        msg = p.parse_client_frame(request.body)
+    except p.ProtocolError as exc:
+        return HttpResponse(str(exc), content_type="text/plain", status=400)
+    await get_hub().relay(holder, msg)
+    return HttpResponse("OK", content_type="text/plain")
+
+
+@csrf_exempt
+@require_POST
+async def legacy_stream(request: HttpRequest, key: str, peer_id: str,
+                        token: str) -> HttpResponseBase:
+    """``POST {path}{key}/{id}/{token}/id``: the 0.3.x XHR stream of server frames."""
+    tenant = await _tenant_for(request, key)
+    if tenant is None:
+        return HttpResponse(p.Errors.INVALID_KEY, content_type="text/plain", status=401)
+    hub = get_hub()
+    holder = hub.holder(key, peer_id)
+    if holder is not None:
+        # The websocket got there first (or another stream): nothing to add.
+        if holder.token != token:
+            return HttpResponse(p.Errors.ID_TAKEN, content_type="text/plain", status=401)
+        return HttpResponse("", content_type="text/plain", status=204)
+    endpoint = StreamEndpoint(key, peer_id, token)
+    claim = await hub.register(endpoint, Limits(get_config().concurrent_limit,
+                                                tenant.concurrent_limit))
+    if claim is Claim.LIMIT:
+        return HttpResponse(p.Errors.CONNECTION_LIMIT_EXCEED, content_type="text/plain",
+                            status=503)
+    await endpoint.deliver(p.OPEN_FRAME)
+    await hub.flush_queue(endpoint)
+    return StreamingHttpResponse(_stream(endpoint), content_type="application/octet-stream")
+
+
+async def _stream(endpoint: StreamEndpoint) -> AsyncIterator[str]:
+    hub = get_hub()
+    try:
+        yield p.STREAM_PADDING
+        while (frame := await endpoint.frames.get()) is not None:
+            yield frame + "\n"
+            if not hub.is_current(endpoint):
+                return
+    finally:
+        await hub.unregister(endpoint)
