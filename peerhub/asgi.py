@@ -12,9 +12,12 @@ django_http = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from peerhub import daphne_compat  # noqa: E402
+
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
 
+daphne_compat.install()
 _peer_consumer = PeerConsumer.as_asgi()
 
 

@@ -9,6 +9,7 @@ frame is closed with code 1009 by the consumer).
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 
@@ -22,15 +23,15 @@ def daphne_argv() -> list[str]:
     backlog = env_int("LISTEN_BACKLOG", 4096, minimum=1)
     alive_ms = env_int("ALIVE_TIMEOUT", 60000, minimum=100)
     max_size = env_int("MAX_MESSAGE_SIZE", 65536, minimum=1024)
-    half = max(alive_ms / 2000, 0.05)
+    half = max(1, math.ceil(alive_ms / 2000))  # daphne takes whole seconds
     # The consumer closes frames over MAX_MESSAGE_SIZE with 1009; daphne's own limit,
     # which drops the TCP connection, only bounds memory for frames far beyond it.
     hard_limit = max_size * 4
     interface = host.replace(":", r"\:")
     return [
         "-e", f"tcp:port={port}:interface={interface}:backlog={backlog}",
-        "--ping-interval", f"{half:g}",
-        "--ping-timeout", f"{half:g}",
+        "--ping-interval", str(half),
+        "--ping-timeout", str(half),
         "--websocket_timeout", "-1",
         "--websocket-max-message-size", str(hard_limit),
         "--websocket-max-frame-size", str(hard_limit),

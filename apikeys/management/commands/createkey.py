@@ -1,0 +1,33 @@
+"""``manage.py createkey NAME``: create an API key (tenant) and print its key string."""
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+
+from apikeys.models import ApiKey
+
+
+class Command(BaseCommand):
+    help = "Create an API key and print it."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name")
+        parser.add_argument("--key", help="the key string (default: random)")
+        parser.add_argument("--limit", type=int, default=0, help="concurrent peer limit")
+        parser.add_argument("--discovery", action="store_true", help="allow GET .../peers")
+        parser.add_argument("--origin", action="append", default=[],
+                            help="an allowed origin (repeatable; none means any)")
+        parser.add_argument("--rate", type=int, default=0, help="messages/s per peer")
+        parser.add_argument("--queue", type=int, default=0, help="offline queue bound")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        fields: dict[str, Any] = {
+            "name": options["name"], "concurrent_limit": options["limit"],
+            "allow_discovery": options["discovery"],
+            "allowed_origins": "\n".join(options["origin"]),
+            "rate_limit": options["rate"], "queue_limit": options["queue"],
+        }
+        if options["key"]:
+            fields["key"] = options["key"]
+        row = ApiKey.objects.create(**fields)
+        self.stdout.write(row.key)

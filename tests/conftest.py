@@ -1,0 +1,85 @@
+"""Shared fixtures: real peerhub processes and a real Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.servers import LiveServer, prepare_database, run_server, server_env
+
+IN_CI = os.environ.get("CI", "").lower() == "true"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+
+
+def missing(what: str) -> None:
+    """Skip with a clear reason, except in CI where a missing part is a failure."""
+    if IN_CI:
+        pytest.fail(f"{what} (CI=true: nothing may be skipped)")
+    pytest.skip(what)
+
+
+@pytest.fixture(scope="session")
+def template_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database with the default key, copied for each server."""
+    var_dir = tmp_path_factory.mktemp("template")
+    prepare_database(var_dir, server_env(var_dir, 0))
+    return var_dir / "peerhub.sqlite3"
+
+
+@pytest.fixture(scope="session")
+def peerhub_server(tmp_path_factory: pytest.TempPathFactory,
+                   template_db: Path) -> Iterator[LiveServer]:
+    """One real daphne running peerhub with default settings, for the whole session."""
+    with run_server(tmp_path_factory.mktemp("server"), template_db) as server:
+        yield server
+
+
+@pytest.fixture
+def start_server(tmp_path: Path, template_db: Path
+                 ) -> Callable[..., AbstractContextManager[LiveServer]]:
+    """Start a private peerhub with environment overrides: ``with start_server(X="1")``."""
+    counter = iter(range(1000))
+
+    def start(**overrides: str) -> AbstractContextManager[LiveServer]:
+        return run_server(tmp_path / f"srv{next(counter)}", template_db, **overrides)
+
+    return start
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """A headless Debian Chromium driven by Playwright."""
+    if not Path(CHROMIUM).exists():
+        missing(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
+    if not Path("node_modules/peerjs/dist/peerjs.min.js").exists():
+        missing("node_modules/peerjs is missing (npm install)")
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+@pytest.fixture(scope="session")
+def node() -> str:
+    """The node executable (for the reference peerjs-server)."""
+    path = shutil.which("node")
+    if path is None:
+        missing("node is not installed")
+    assert path is not None
+    return path

@@ -1,0 +1,130 @@
+"""Starting real peerhub (daphne) processes for tests, each on a free port."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    """A running peerhub process."""
+
+    host: str
+    port: int
+    path: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base_url(self) -> str:
+        """``http://host:port{path}``."""
+        return f"http://{self.host}:{self.port}{self.path}"
+
+    def ws_url(self, peer_id: str, token: str = "tok", key: str = "peerjs") -> str:
+        """The PeerJS websocket URL for ``peer_id``."""
+        from urllib.parse import urlencode
+
+        query = urlencode({"key": key, "id": peer_id, "token": token})
+        return f"ws://{self.host}:{self.port}{self.path}peerjs?{query}"
+
+    def log(self) -> str:
+        """What the process printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the process and wait for it."""
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+
+
+def prepare_database(var_dir: Path, env: dict[str, str]) -> None:
+    """Migrate the database named by ``env`` and make sure the default key exists."""
+    var_dir.mkdir(parents=True, exist_ok=True)
+    for cmd in (["migrate", "--noinput", "-v", "0"], ["ensuredefaultkey"]):
+        subprocess.run([sys.executable, "manage.py", *cmd], cwd=ROOT, env=env, check=True,
+                       stdout=subprocess.DEVNULL)
+
+
+def server_env(var_dir: Path, port: int, **overrides: str) -> dict[str, str]:
+    """The environment a test server runs with."""
+    env = dict(os.environ)
+    env.update({"HOST": "127.0.0.1", "PORT": str(port), "PEERHUB_VAR_DIR": str(var_dir),
+                "DJANGO_SETTINGS_MODULE": "peerhub.settings", "KEY_CACHE_SECONDS": "0"})
+    env.update(overrides)
+    return env
+
+
+def wait_until_serving(server: LiveServer, timeout: float = 20.0) -> None:
+    """Poll ``GET {path}`` until the server answers, or fail with its log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"peerhub exited early:\n{server.log()}")
+        try:
+            with urllib.request.urlopen(server.base_url, timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"peerhub did not start:\n{server.log()}")
+
+
+@contextmanager
+def run_server(var_dir: Path, template_db: Path | None = None,
+               **overrides: str) -> Iterator[LiveServer]:
+    """Run one peerhub process with ``overrides`` in its environment."""
+    port = int(overrides.pop("PORT", "0")) or free_port()
+    env = server_env(var_dir, port, **overrides)
+    if "DATABASE_URL" not in overrides:
+        db = var_dir / "peerhub.sqlite3"
+        if template_db is not None and not db.exists():
+            var_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy(template_db, db)
+        else:
+            prepare_database(var_dir, env)
+    log_path = var_dir / f"server-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "peerhub.serve"], cwd=ROOT, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
+    server = LiveServer("127.0.0.1", port, env.get("PEERHUB_PATH", "/") or "/", proc,
+                        log_path, env)
+    if not server.path.endswith("/"):
+        server.path += "/"
+    try:
+        wait_until_serving(server)
+        yield server
+    finally:
+        server.stop()
+
+
+def manage(server: LiveServer, *args: str) -> str:
+    """Run ``manage.py`` against ``server``'s database and return its output."""
+    out = subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=server.env,
+                         check=True, capture_output=True, text=True)
+    return out.stdout.strip()

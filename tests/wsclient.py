@@ -1,0 +1,57 @@
+"""A tiny PeerJS-protocol websocket client for tests (raw frames, no WebRTC)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from tests.servers import LiveServer
+
+
+async def open_socket(server: LiveServer, peer_id: str, token: str = "tok",
+                      key: str = "peerjs", **kwargs: Any) -> ClientConnection:
+    """Open a websocket for ``peer_id`` without reading anything."""
+    return await connect(server.ws_url(peer_id, token, key), max_size=None,
+                         open_timeout=5, **kwargs)
+
+
+async def join(server: LiveServer, peer_id: str, token: str = "tok",
+               key: str = "peerjs") -> ClientConnection:
+    """Open a websocket and require OPEN as its first frame."""
+    ws = await open_socket(server, peer_id, token, key)
+    assert await recv(ws) == {"type": "OPEN"}
+    return ws
+
+
+async def recv(ws: ClientConnection, timeout: float = 5.0) -> Any:
+    """The next frame, parsed as JSON."""
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def send(ws: ClientConnection, **frame: Any) -> None:
+    """Send ``frame`` as a JSON text frame."""
+    await ws.send(json.dumps(frame))
+
+
+async def nothing_arrives(ws: ClientConnection, within: float = 0.3) -> bool:
+    """True if no frame arrives on ``ws`` within ``within`` seconds."""
+    try:
+        await asyncio.wait_for(ws.recv(), within)
+    except TimeoutError:
+        return True
+    return False
+
+
+async def closed_with(ws: ClientConnection, timeout: float = 5.0) -> int | None:
+    """Wait for the server to close ``ws``; return the close code."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                await ws.recv()
+    except ConnectionClosed:
+        pass
+    return ws.close_code
