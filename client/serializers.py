@@ -88,6 +88,10 @@ class Serializer(ABC):
         """Frames of the in-band close request (``close(flush=True)``)."""
         return self.encode(CLOSE_MESSAGE)
 
+    def pending(self) -> int:
+        """How many multi-frame messages are incomplete."""
+        return 0
+
     def expire(self) -> list[str]:
         """Describe and drop incomplete multi-frame messages that timed out."""
         return []
@@ -128,6 +132,9 @@ class BinarySerializer(Serializer):
             return [value]
         whole = self._reassembler.add(value)
         return [] if whole is None else [unpack(whole)]
+
+    def pending(self) -> int:
+        return self._reassembler.pending_messages
 
     def expire(self) -> list[str]:
         return [_incomplete_text(msg_id, "timed out") for msg_id in self._reassembler.expire()]
