@@ -31,9 +31,7 @@ class BaseConnection(EventEmitter):
 
     type = ""
 
-    def __init__(
-        self, peer: str, provider: Peer, connection_id: str, metadata: Any = None
-    ) -> None:
+    def __init__(self, peer: str, provider: Peer, connection_id: str, metadata: Any = None) -> None:
         super().__init__()
         self.peer = peer
         self.provider = provider
@@ -67,9 +65,10 @@ class BaseConnection(EventEmitter):
 
     # ------------------------------------------------------------------ errors and close
 
-    def _error(self, type: PeerErrorType, message: str) -> PeerError:
+    def _error(self, type: PeerErrorType, message: str, *, fatal: bool = True) -> PeerError:
+        """Emit ``error``; a ``fatal`` one also fails anyone awaiting the opening."""
         err = PeerError(type, message)
-        if not self._opened.done():
+        if fatal and not self._opened.done():
             self._opened.set_exception(err)
         if not self.emit("error", err):
             log.warning("%s %s error: %s", self.type, self.connection_id, message)
@@ -115,7 +114,8 @@ class BaseConnection(EventEmitter):
         log.debug("%s ICE state %s", self.connection_id, state)
         if state == "failed":
             self._error(
-                PeerErrorType.NEGOTIATION_FAILED, f"Negotiation of connection to {self.peer} failed."
+                PeerErrorType.NEGOTIATION_FAILED,
+                f"Negotiation of connection to {self.peer} failed.",
             )
             self.close()
         elif state == "closed":

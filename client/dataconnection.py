@@ -70,12 +70,13 @@ class DataConnection(BaseConnection):
                 PeerErrorType.NOT_OPEN_YET,
                 "Connection is not open. You should listen for the `open` event "
                 "before sending messages.",
+                fatal=False,
             )
             return
         try:
             frames = self._serializer.encode(data)
         except MessageTooBig as exc:
-            self._error(PeerErrorType.MESSAGE_TOO_BIG, str(exc))
+            self._error(PeerErrorType.MESSAGE_TOO_BIG, str(exc), fatal=False)
             return
         _send_frames(channel, frames)
 
@@ -184,7 +185,11 @@ class DataConnection(BaseConnection):
             self._deliver(value)
 
     def _bad_data(self, detail: str) -> None:
-        self._error(PeerErrorType.BAD_DATA, f"Bad {self.serialization} data from {self.peer}: {detail}")
+        self._error(
+            PeerErrorType.BAD_DATA,
+            f"Bad {self.serialization} data from {self.peer}: {detail}",
+            fatal=False,
+        )
 
     def _deliver(self, value: Any) -> None:
         if self.listener_count("data"):

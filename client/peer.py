@@ -128,7 +128,9 @@ class Peer(EventEmitter):
             except IdRequestFailed as exc:
                 log.debug("id request failed: %s", exc)
                 hint = ID_HINT if self.options.path == "/" else ""
-                self._abort(PeerErrorType.SERVER_ERROR, "Could not get an ID from the server." + hint)
+                self._abort(
+                    PeerErrorType.SERVER_ERROR, "Could not get an ID from the server." + hint
+                )
                 return
         self.id = requested
         await self._connect_socket(requested)
@@ -139,7 +141,9 @@ class Peer(EventEmitter):
 
     async def _connect_socket(self, peer_id: str) -> None:
         o = self.options
-        socket = SignallingSocket(self._handle_message, self._socket_lost, ping_interval=o.ping_interval)
+        socket = SignallingSocket(
+            self._handle_message, self._socket_lost, ping_interval=o.ping_interval
+        )
         self._socket = socket
         for msg in self._outbox:
             socket.send(msg)

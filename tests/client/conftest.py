@@ -79,7 +79,9 @@ def _reference(node: str, log_dir: Path, **kwargs: object) -> Iterator[Reference
 
 
 @pytest.fixture(scope="session")
-def reference_server(node: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ReferenceServer]:
+def reference_server(
+    node: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ReferenceServer]:
     """peerjs-server 1.0.2 with default options, shared by the session."""
     yield from _reference(node, tmp_path_factory.mktemp("peerjs"))
 
@@ -87,4 +89,6 @@ def reference_server(node: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 @pytest.fixture
 def private_reference_server(node: str, tmp_path: Path) -> Iterator[ReferenceServer]:
     """A peerjs-server of this test only (it may stop and restart it)."""
-    yield from _reference(node, tmp_path, path="/myapp/", key="sekrit", extra=["--expire_timeout", "1500"])
+    yield from _reference(
+        node, tmp_path, path="/myapp/", key="sekrit", extra=["--expire_timeout", "1500"]
+    )
