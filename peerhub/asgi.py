@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from django.core.asgi import get_asgi_application
@@ -13,11 +14,18 @@ django_http = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from peerhub import daphne_compat  # noqa: E402
-
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
+from signalling.runtime import get_hub  # noqa: E402
+
+
+async def _close_all_sockets() -> None:
+    await get_hub().close_all(None, 1001, "server stopped")
+
 
 daphne_compat.install()
+if "twisted.internet.reactor" in sys.modules:  # running under daphne
+    daphne_compat.on_shutdown(_close_all_sockets)
 _peer_consumer = PeerConsumer.as_asgi()
 
 

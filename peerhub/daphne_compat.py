@@ -9,6 +9,8 @@ an endpoint to send, and leaves everything else to daphne.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from daphne.ws_protocol import WebSocketProtocol
@@ -27,3 +29,17 @@ def _server_close(self: Any, code: int | None = None) -> None:
 def install() -> None:
     """Patch daphne's websocket protocol (idempotent)."""
     WebSocketProtocol.serverClose = _server_close
+
+
+def on_shutdown(close_all: Callable[[], Awaitable[None]]) -> None:
+    """Run ``close_all`` when daphne's reactor begins to stop (SIGTERM, SIGINT).
+
+    It runs before daphne cancels the applications, so sockets get a real close frame
+    (1001, going away) instead of a dropped connection.
+    """
+    from twisted.internet import defer, reactor
+
+    def trigger() -> defer.Deferred[None]:
+        return defer.Deferred.fromFuture(asyncio.ensure_future(close_all()))
+
+    reactor.addSystemEventTrigger("before", "shutdown", trigger)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from signalling.decisions import Claim
 from signalling.hub import Limits
 from signalling.ratelimit import TokenBucket
 from signalling.runtime import get_hub
+from signalling.sessions import SessionInfo, get_recorder
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ class PeerConsumer(AsyncConsumer):
         self.scope = scope
         self._send = send
         self._closed = False
+        self.close_reason = "closed by client"
+        self.session: SessionInfo | None = None
         self.cfg: ServerConfig = get_config()
         first = await receive()
         if first["type"] != "websocket.connect":
@@ -62,20 +65,28 @@ class PeerConsumer(AsyncConsumer):
             return
         try:
             await self._receive_loop(receive)
+        except asyncio.CancelledError:
+            self.close_reason = "server stopped"
+            raise
         finally:
             await get_hub().unregister(self)
+            if self.session is not None:
+                get_recorder().closed(self.session, self.close_reason)
 
     # --- Endpoint -------------------------------------------------------------------
 
     async def deliver(self, frame: str) -> None:
         """Send one server frame; a closed socket swallows it."""
         if not self._closed:
+            if self.session is not None:
+                self.session.messages_out += 1
             await self._send({"type": "websocket.send", "text": frame})
 
-    async def shut(self, frame: str | None, code: int) -> None:
-        """Send ``frame`` if given, then close with ``code``."""
+    async def shut(self, frame: str | None, code: int, reason: str = "") -> None:
+        """Send ``frame`` if given, then close with ``code`` (``reason`` is recorded)."""
         if self._closed:
             return
+        self.close_reason = reason or self.close_reason
         if frame is not None:
             await self._send({"type": "websocket.send", "text": frame})
         self._closed = True
@@ -89,6 +100,7 @@ class PeerConsumer(AsyncConsumer):
             await self.shut(p.error_frame(p.Errors.INVALID_WS_PARAMETERS), CLOSE_POLICY)
             return False
         self.key, self.peer_id, self.token = params.key, params.id, params.token
+        self.client_version = params.version or ""
         tenant = await get_tenant(params.key)
         if tenant is None:
             logger.info("refused websocket: unknown or inactive key")
@@ -112,10 +124,19 @@ class PeerConsumer(AsyncConsumer):
             return False
         rate = tenant.rate_limit or self.cfg.rate_limit
         self._bucket = TokenBucket(rate, max(rate, self.cfg.rate_burst), time.monotonic())
+        self._start_session(tenant)
         if claim is Claim.NEW:
             await self.deliver(p.OPEN_FRAME)
         await hub.flush_queue(self)
         return True
+
+    def _start_session(self, tenant: Tenant) -> None:
+        client = self.scope.get("client") or ("", 0)
+        self.session = SessionInfo(
+            api_key=tenant.key, peer_id=self.peer_id, transport="websocket",
+            remote_addr=str(client[0]), user_agent=header(self.scope, b"user-agent") or "",
+            client_version=self.client_version)
+        get_recorder().opened(self.session)
 
     # --- the hot loop ---------------------------------------------------------------
 
@@ -123,6 +144,8 @@ class PeerConsumer(AsyncConsumer):
         hub = get_hub()
         limit = self.cfg.max_message_size
         bucket = self._bucket
+        session = self.session
+        assert session is not None
         while True:
             event = await receive()
             if event["type"] != "websocket.receive":
@@ -130,12 +153,13 @@ class PeerConsumer(AsyncConsumer):
             data = event.get("text")
             if data is None:
                 data = event.get("bytes") or b""
+            session.messages_in += 1
             if len(data) > limit:
-                await self.shut(p.error_frame(p.Errors.TOO_BIG), CLOSE_TOO_BIG)
+                await self.shut(p.error_frame(p.Errors.TOO_BIG), CLOSE_TOO_BIG, "message too big")
                 return await self._drain(receive)
             if not bucket.take(time.monotonic()):
                 logger.warning("peer exceeded its message rate; closing")
-                await self.shut(p.error_frame(p.Errors.RATE_LIMIT), CLOSE_POLICY)
+                await self.shut(p.error_frame(p.Errors.RATE_LIMIT), CLOSE_POLICY, "rate limit")
                 return await self._drain(receive)
             try:
                 msg = p.parse_client_frame(data)

@@ -33,8 +33,8 @@ class Endpoint(Protocol):
     async def deliver(self, frame: str) -> None:
         """Send one server frame to this client."""
 
-    async def shut(self, frame: str | None, code: int) -> None:
-        """Send ``frame`` (if any), then close the transport with ``code``."""
+    async def shut(self, frame: str | None, code: int, reason: str = "") -> None:
+        """Send ``frame`` (if any), then close with ``code``; ``reason`` is recorded."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +157,7 @@ class LocalHub:
                 if ep is not None:
                     await ep.deliver(expire_frame(item.dst, sender))
 
-    async def close_all(self, frame: str | None, code: int) -> None:
+    async def close_all(self, frame: str | None, code: int, reason: str) -> None:
         """Close every registered endpoint (used at shutdown)."""
         for ep in list(self._peers.values()):
-            await ep.shut(frame, code)
+            await ep.shut(frame, code, reason)

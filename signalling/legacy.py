@@ -33,7 +33,7 @@ class StreamEndpoint:
             logger.info("0.3.x stream not read; closing it")
             self._end()
 
-    async def shut(self, frame: str | None, code: int) -> None:
+    async def shut(self, frame: str | None, code: int, reason: str = "") -> None:
         """Write ``frame`` (if any) and end the stream."""
         if frame is not None:
             await self.deliver(frame)

@@ -1,0 +1,35 @@
+"""Peer sessions: one row per registration, written off the relay path."""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class PeerSession(models.Model):
+    """One peer id's time on one node, from OPEN to close."""
+
+    api_key = models.CharField(max_length=64, db_index=True)
+    peer_id = models.CharField(max_length=255, db_index=True)
+    node = models.CharField(max_length=100, db_index=True)
+    transport = models.CharField(max_length=16, default="websocket")
+    remote_addr = models.CharField(max_length=64, blank=True)
+    user_agent = models.CharField(max_length=255, blank=True)
+    client_version = models.CharField(max_length=32, blank=True)
+    connected_at = models.DateTimeField(db_index=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    disconnected_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    close_reason = models.CharField(max_length=100, blank=True)
+    messages_in = models.PositiveBigIntegerField(default=0)
+    messages_out = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-connected_at"]
+        indexes = [models.Index(fields=["api_key", "connected_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.peer_id} @ {self.node}"
+
+    @property
+    def live(self) -> bool:
+        """True while the session has no recorded end."""
+        return self.disconnected_at is None

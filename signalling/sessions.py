@@ -1,0 +1,176 @@
+"""Recording peer sessions in the database without ever making the relay wait.
+
+Connections report ``opened``/``closed`` synchronously into an in-memory list; a
+background task writes the list in batches from a worker thread. Live sessions get
+their ``last_seen`` and message counts refreshed every ``TOUCH_INTERVAL``. At process
+exit whatever is pending is written synchronously, and on start-up the sessions this
+node left open (a crash) are closed with the reason ``node restarted``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import socket
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from asgiref.sync import sync_to_async
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+logger = logging.getLogger(__name__)
+
+TOUCH_INTERVAL = 30.0
+FLUSH_INTERVAL = 0.5
+
+
+def node_name() -> str:
+    """This process's name in session rows: ``NODE_NAME`` or ``host:port``."""
+    return os.environ.get("NODE_NAME") or f"{socket.gethostname()}:{os.environ.get('PORT', '9000')}"
+
+
+@dataclass(eq=False)
+class SessionInfo:
+    """What a connection knows about its session; counters are bumped on the hot path."""
+
+    api_key: str
+    peer_id: str
+    transport: str
+    remote_addr: str = ""
+    user_agent: str = ""
+    client_version: str = ""
+    connected_at: datetime = field(default_factory=timezone.now)
+    messages_in: int = 0
+    messages_out: int = 0
+    disconnected_at: datetime | None = None
+    close_reason: str = ""
+    row_id: int | None = None
+
+
+class SessionRecorder:
+    """Batches session writes off the event loop's critical path."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self._opened: list[SessionInfo] = []
+        self._closed: list[SessionInfo] = []
+        self._live: set[SessionInfo] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._recovered = False
+        atexit.register(self.flush_sync)
+
+    def opened(self, info: SessionInfo) -> None:
+        """A peer registered."""
+        self._live.add(info)
+        self._opened.append(info)
+        self._ensure_task()
+
+    def closed(self, info: SessionInfo, reason: str) -> None:
+        """A registered peer went away, for ``reason``."""
+        if info.disconnected_at is not None:
+            return
+        info.disconnected_at = timezone.now()
+        info.close_reason = reason[:100]
+        self._live.discard(info)
+        self._closed.append(info)
+
+    @property
+    def pending(self) -> int:
+        """Events not yet written."""
+        return len(self._opened) + len(self._closed)
+
+    def _ensure_task(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._task = loop.create_task(self._run(), name="peerhub-sessions")
+
+    async def _run(self) -> None:
+        ticks_per_touch = int(TOUCH_INTERVAL / FLUSH_INTERVAL)
+        tick = 0
+        while True:
+            await asyncio.sleep(FLUSH_INTERVAL)
+            tick += 1
+            touch = tick % ticks_per_touch == 0
+            if self.pending or touch:
+                await sync_to_async(self.write, thread_sensitive=False)(touch)
+
+    def write(self, touch: bool = False) -> None:
+        """Write what is pending (synchronously); with ``touch``, refresh live rows."""
+        opened, self._opened = self._opened, []
+        closed, self._closed = self._closed, []
+        try:
+            close_old_connections()
+            self._recover_once()
+            self._insert(opened)
+            self._finish(closed)
+            if touch:
+                self._touch(list(self._live))
+        except DatabaseError:
+            logger.exception("could not write %d session events; will retry",
+                             len(opened) + len(closed))
+            self._opened[:0] = [i for i in opened if i.row_id is None]
+            self._closed[:0] = closed
+
+    def flush_sync(self) -> None:
+        """Write everything pending now (at exit); live sessions are closed first."""
+        for info in list(self._live):
+            self.closed(info, "server stopped")
+        if self.pending:
+            self.write()
+
+    def _recover_once(self) -> None:
+        from signalling.models import PeerSession
+
+        if self._recovered:
+            return
+        self._recovered = True
+        stale = PeerSession.objects.filter(node=self.node, disconnected_at__isnull=True)
+        count = stale.update(disconnected_at=timezone.now(), close_reason="node restarted")
+        if count:
+            logger.warning("closed %d sessions this node left open", count)
+
+    def _insert(self, infos: list[SessionInfo]) -> None:
+        from signalling.models import PeerSession
+
+        rows = [PeerSession(
+            api_key=i.api_key, peer_id=i.peer_id[:255], node=self.node,
+            transport=i.transport, remote_addr=i.remote_addr[:64],
+            user_agent=i.user_agent[:255], client_version=i.client_version[:32],
+            connected_at=i.connected_at, last_seen=i.connected_at) for i in infos]
+        for info, row in zip(infos, PeerSession.objects.bulk_create(rows), strict=True):
+            info.row_id = row.pk
+
+    def _finish(self, infos: list[SessionInfo]) -> None:
+        from signalling.models import PeerSession
+
+        for i in infos:
+            if i.row_id is None:
+                self._insert([i])
+            assert i.row_id is not None
+            PeerSession.objects.filter(pk=i.row_id).update(
+                disconnected_at=i.disconnected_at, last_seen=i.disconnected_at,
+                close_reason=i.close_reason, messages_in=i.messages_in,
+                messages_out=i.messages_out)
+
+    def _touch(self, infos: list[SessionInfo]) -> None:
+        from signalling.models import PeerSession
+
+        now = timezone.now()
+        for i in infos:
+            if i.row_id is not None:
+                PeerSession.objects.filter(pk=i.row_id).update(
+                    last_seen=now, messages_in=i.messages_in, messages_out=i.messages_out)
+
+
+_recorder: SessionRecorder | None = None
+
+
+def get_recorder() -> SessionRecorder:
+    """The session recorder of this process."""
+    global _recorder
+    if _recorder is None:
+        _recorder = SessionRecorder(node_name())
+    return _recorder
