@@ -157,6 +157,14 @@ class LocalHub:
                 if ep is not None:
                     await ep.deliver(expire_frame(item.dst, sender))
 
+    async def disconnect_key(self, key: str, frame: str | None, code: int,
+                             reason: str) -> int:
+        """Close every endpoint registered under ``key``; return how many."""
+        victims = [ep for (k, _), ep in self._peers.items() if k == key]
+        for ep in victims:
+            await ep.shut(frame, code, reason)
+        return len(victims)
+
     async def close_all(self, frame: str | None, code: int, reason: str) -> None:
         """Close every registered endpoint (used at shutdown)."""
         for ep in list(self._peers.values()):
