@@ -1,0 +1,1 @@
+"""Ready-made server-side peers: the echo bot and the file-drop bot."""

@@ -1,0 +1,97 @@
+"""``python -m client {echo,filedrop} --host H --port P …``: run a bot until interrupted."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from .bots.echo import EchoBot
+from .bots.filedrop import DEFAULT_MAX_BYTES, FileDropBot, FileStore
+from .bots.keepalive import stay_connected
+from .errors import PeerError
+from .peer import Peer
+
+__all__ = ["main"]
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m client", description=__doc__)
+    bots = parser.add_subparsers(dest="bot", required=True)
+    echo = bots.add_parser("echo", help="echo every message and every call back")
+    _add_peer_options(echo)
+    drop = bots.add_parser("filedrop", help="store files peers send, serve them back")
+    _add_peer_options(drop)
+    drop.add_argument("--dir", required=True, type=Path, help="directory for the files")
+    drop.add_argument("--max-bytes", type=int, default=DEFAULT_MAX_BYTES, help="largest file")
+    return parser
+
+
+def _add_peer_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--port", required=True, type=int)
+    parser.add_argument("--path", default="/")
+    parser.add_argument("--key", default="peerjs")
+    parser.add_argument("--id", default=None, help="peer id (default: ask the server)")
+    parser.add_argument("--token", default=None, help="token (default: random)")
+    parser.add_argument("--secure", action="store_true", help="use https/wss")
+    parser.add_argument(
+        "--ice-server", action="append", default=[], metavar="URL",
+        help="STUN/TURN url (repeatable); default none",
+    )  # fmt: skip
+    parser.add_argument("-v", "--verbose", action="count", default=0)
+
+
+def peer_from_args(args: argparse.Namespace) -> Peer:
+    config = {"iceServers": [{"urls": url} for url in args.ice_server]}
+    return Peer(
+        args.id, host=args.host, port=args.port, path=args.path, key=args.key,
+        secure=args.secure, token=args.token, config=config,
+    )  # fmt: skip
+
+
+def attach_bot(args: argparse.Namespace, peer: Peer) -> object:
+    if args.bot == "echo":
+        return EchoBot(peer)
+    return FileDropBot(peer, FileStore(args.dir, args.max_bytes))
+
+
+async def run(args: argparse.Namespace, on_open: Callable[[str], Any] = print) -> int:
+    peer = peer_from_args(args)
+    attach_bot(args, peer)
+    peer.on("open", lambda peer_id: on_open(peer_id))
+    _stop_on_signals(peer)
+    try:
+        await peer.ready()
+    except PeerError as exc:
+        print(f"error: {exc.type.value}: {exc.message}", file=sys.stderr)
+        return 1
+    await stay_connected(peer)
+    await peer.wait_closed()
+    return 0
+
+
+def _stop_on_signals(peer: Peer) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, peer.destroy)
+
+
+def _print_flushed(text: str) -> None:
+    print(text, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return asyncio.run(run(args, on_open=_print_flushed))

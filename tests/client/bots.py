@@ -1,0 +1,46 @@
+"""Running the CLI bots as real subprocesses in tests."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from tests.servers import ROOT
+
+
+@dataclass
+class BotProcess:
+    process: asyncio.subprocess.Process
+
+    async def next_line(self, timeout: float = 20.0) -> str:
+        assert self.process.stdout is not None
+        line = await asyncio.wait_for(self.process.stdout.readline(), timeout)
+        if not line:
+            raise RuntimeError(f"bot exited with {await self.process.wait()}")
+        return line.decode().strip()
+
+
+@asynccontextmanager
+async def run_bot(
+    bot: str, server: Any, *extra: str, key: str = "peerjs"
+) -> AsyncIterator[BotProcess]:
+    """Start ``python -m client <bot>`` against ``server``; stop it with SIGTERM afterwards."""
+    args: Sequence[str] = [sys.executable, "-m", "client", bot, "--host", server.host,
+                           "--port", str(server.port), "--path", server.path, "--key", key, *extra]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(
+        *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=None
+    )
+    try:
+        yield BotProcess(proc)
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), 10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
