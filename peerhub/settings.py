@@ -46,6 +46,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "signalling.cors.PeerJSCorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "peerhub.staticfiles.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -99,8 +100,12 @@ USE_TZ = True
 
 STATIC_URL = env_str("STATIC_URL", "/static/")
 STATIC_ROOT = VAR_DIR / "static"
+# Admin static files are served by WhiteNoise straight from the apps (no collectstatic
+# needed); files collected into STATIC_ROOT are served too.
+WHITENOISE_USE_FINDERS = True
 
 REDIS_URL = env_str("REDIS_URL", "")
+REDIS_PREFIX = env_str("REDIS_PREFIX", "peerhub")
 
 LOGGING = {
     "version": 1,
@@ -124,3 +129,4 @@ PEERHUB_QUEUE_LIMIT = env_int("QUEUE_LIMIT", 100, minimum=0)
 PEERHUB_RATE_LIMIT = env_int("RATE_LIMIT", 1000, minimum=1)
 PEERHUB_RATE_BURST = env_int("RATE_BURST", 5000, minimum=1)
 PEERHUB_KEY_CACHE_SECONDS = env_int("KEY_CACHE_SECONDS", 2, minimum=0)
+PEERHUB_KEY_WATCH_MS = env_int("KEY_WATCH_INTERVAL", 1500, minimum=100)

@@ -20,6 +20,7 @@ from signalling import protocol as p
 from signalling.config import ServerConfig, get_config
 from signalling.decisions import Claim
 from signalling.hub import Limits
+from signalling.keywatch import ensure_key_watcher
 from signalling.ratelimit import TokenBucket
 from signalling.runtime import get_hub
 from signalling.sessions import SessionInfo, get_recorder
@@ -125,6 +126,7 @@ class PeerConsumer(AsyncConsumer):
         rate = tenant.rate_limit or self.cfg.rate_limit
         self._bucket = TokenBucket(rate, max(rate, self.cfg.rate_burst), time.monotonic())
         self._start_session(tenant)
+        ensure_key_watcher()
         if claim is Claim.NEW:
             await self.deliver(p.OPEN_FRAME)
         await hub.flush_queue(self)

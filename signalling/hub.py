@@ -64,19 +64,18 @@ class LocalHub:
         holder = self._peers.get(pk)
         claim = decide_claim(None if holder is None else holder.token, ep.token,
                              self._at_limit(ep.key, limits))
-        if claim is Claim.NEW:
-            self._per_key[ep.key] += 1
         if claim in (Claim.NEW, Claim.TAKEOVER):
-            self._peers[pk] = ep
+            self._add_local(ep)
         return claim
 
-    async def flush_queue(self, ep: Endpoint) -> None:
-        """Deliver what was queued for ``ep`` while it was offline."""
-        for frame in self._queue.drain(ep.key, ep.peer_id):
-            await ep.deliver(frame)
+    def _add_local(self, ep: Endpoint) -> None:
+        pk = (ep.key, ep.peer_id)
+        if pk not in self._peers:
+            self._per_key[ep.key] += 1
+        self._peers[pk] = ep
 
-    async def unregister(self, ep: Endpoint) -> bool:
-        """Free ``ep``'s id if ``ep`` is still the one holding it."""
+    def _remove_local(self, ep: Endpoint) -> bool:
+        """Forget ``ep`` if it holds its id here; tell whether it did."""
         pk = (ep.key, ep.peer_id)
         if self._peers.get(pk) is not ep:
             return False
@@ -85,6 +84,15 @@ class LocalHub:
         if self._per_key[ep.key] <= 0:
             del self._per_key[ep.key]
         return True
+
+    async def flush_queue(self, ep: Endpoint) -> None:
+        """Deliver what was queued for ``ep`` while it was offline."""
+        for frame in self._queue.drain(ep.key, ep.peer_id):
+            await ep.deliver(frame)
+
+    async def unregister(self, ep: Endpoint) -> bool:
+        """Free ``ep``'s id if ``ep`` is still the one holding it."""
+        return self._remove_local(ep)
 
     def _at_limit(self, key: str, limits: Limits) -> bool:
         if len(self._peers) >= limits.server_limit:
@@ -97,13 +105,24 @@ class LocalHub:
         """Tell whether ``ep`` is the endpoint that holds its id now."""
         return self._peers.get((ep.key, ep.peer_id)) is ep
 
-    def holder(self, key: str, peer_id: str) -> Endpoint | None:
-        """The endpoint holding ``peer_id`` under ``key``, if any."""
+    def local(self, key: str, peer_id: str) -> Endpoint | None:
+        """The endpoint in this process holding ``peer_id`` under ``key``, if any."""
         return self._peers.get((key, peer_id))
 
-    def peer_ids(self, key: str) -> list[str]:
+    async def holder_token(self, key: str, peer_id: str) -> str | None:
+        """The token that holds ``peer_id`` under ``key`` anywhere, or None."""
+        ep = self._peers.get((key, peer_id))
+        return None if ep is None else ep.token
+
+    async def peer_ids(self, key: str) -> list[str]:
         """Every registered id under ``key``."""
         return [pid for (k, pid) in self._peers if k == key]
+
+    async def send_to(self, key: str, peer_id: str, frame: str) -> None:
+        """Deliver a server frame to ``peer_id`` wherever it is; never queued."""
+        ep = self._peers.get((key, peer_id))
+        if ep is not None:
+            await ep.deliver(frame)
 
     def count(self, key: str | None = None) -> int:
         """Registered peers under ``key``, or in all keys."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Protocol
 
 logger = logging.getLogger(__name__)
 
@@ -43,3 +44,25 @@ class StreamEndpoint:
         while self.frames.full():
             self.frames.get_nowait()
         self.frames.put_nowait(None)
+
+
+class _Hub(Protocol):
+    async def send_to(self, key: str, peer_id: str, frame: str) -> None: ...
+
+
+class Sender:
+    """The sender of a 0.3.x ``POST`` message: frames for it (an EXPIRE) go wherever its
+    id is registered, which may be another transport or another node."""
+
+    def __init__(self, hub: _Hub, key: str, peer_id: str, token: str) -> None:
+        self.hub = hub
+        self.key = key
+        self.peer_id = peer_id
+        self.token = token
+
+    async def deliver(self, frame: str) -> None:
+        """Route ``frame`` to the peer's registered transport."""
+        await self.hub.send_to(self.key, self.peer_id, frame)
+
+    async def shut(self, frame: str | None, code: int, reason: str = "") -> None:
+        """A POST sender has nothing to close."""

@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import logging
+
+from django.conf import settings
+
 from signalling.config import get_config
 from signalling.hub import LocalHub
+
+logger = logging.getLogger(__name__)
 
 _hub: LocalHub | None = None
 
 
 def get_hub() -> LocalHub:
-    """The hub of this process (created on first use)."""
+    """The hub of this process (created on first use): Redis-backed when REDIS_URL is set."""
     global _hub
     if _hub is None:
-        cfg = get_config()
-        _hub = LocalHub(cfg.queue_limit, cfg.expire_timeout, cfg.cleanup_interval)
+        _hub = _make_hub()
     return _hub
+
+
+def _make_hub() -> LocalHub:
+    cfg = get_config()
+    if not settings.REDIS_URL:
+        return LocalHub(cfg.queue_limit, cfg.expire_timeout, cfg.cleanup_interval)
+    from signalling.cluster import RedisHub
+    from signalling.sessions import node_name
+
+    hub = RedisHub(settings.REDIS_URL, settings.REDIS_PREFIX, node_name(), cfg.queue_limit,
+                   cfg.expire_timeout, cfg.cleanup_interval, lease=cfg.alive_timeout)
+    logger.info("cluster mode: node %s on %s", hub.node_id, settings.REDIS_PREFIX)
+    return hub
 
 
 def reset_hub() -> None:

@@ -18,7 +18,7 @@ from signalling import protocol as p
 from signalling.config import get_config
 from signalling.decisions import Claim
 from signalling.hub import Limits
-from signalling.legacy import StreamEndpoint
+from signalling.legacy import Sender, StreamEndpoint
 from signalling.runtime import get_hub
 
 logger = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ async def new_id(request: HttpRequest, key: str) -> HttpResponse:
         return HttpResponse(UNAUTHORIZED, content_type="text/plain", status=401)
     hub = get_hub()
     peer_id = fresh_id()
-    while hub.holder(key, peer_id) is not None:
+    while await hub.holder_token(key, peer_id) is not None:
         peer_id = fresh_id()
     return HttpResponse(peer_id, content_type=TEXT_HTML)
 
@@ -74,7 +74,7 @@ async def peers(request: HttpRequest, key: str) -> HttpResponse:
     tenant = await _tenant_for(request, key)
     if tenant is None or not tenant.discovery:
         return HttpResponse(UNAUTHORIZED, content_type="text/plain", status=401)
-    return _json(get_hub().peer_ids(key))
+    return _json(await get_hub().peer_ids(key))
 
 
 @csrf_exempt
@@ -84,17 +84,18 @@ async def legacy_signal(request: HttpRequest, key: str, peer_id: str, token: str
     """``POST {path}{key}/{id}/{token}/offer|candidate|answer|leave`` (0.3.x)."""
     if await _tenant_for(request, key) is None:
         return HttpResponse(p.Errors.INVALID_KEY, content_type="text/plain", status=401)
-    holder = get_hub().holder(key, peer_id)
+    hub = get_hub()
+    holder = await hub.holder_token(key, peer_id)
     if holder is None:
         await asyncio.sleep(_RETRY_DELAY)
-        holder = get_hub().holder(key, peer_id)
-    if holder is None or holder.token != token:
+        holder = await hub.holder_token(key, peer_id)
+    if holder is None or holder != token:
         return HttpResponse(p.Errors.INVALID_TOKEN, content_type="text/plain", status=401)
     try:
         msg = p.parse_client_frame(request.body)
     except p.ProtocolError as exc:
         return HttpResponse(str(exc), content_type="text/plain", status=400)
-    await get_hub().relay(holder, msg)
+    await hub.relay(Sender(hub, key, peer_id, token), msg)
     return HttpResponse("OK", content_type="text/plain")
 
 
@@ -107,10 +108,10 @@ async def legacy_stream(request: HttpRequest, key: str, peer_id: str,
     if tenant is None:
         return HttpResponse(p.Errors.INVALID_KEY, content_type="text/plain", status=401)
     hub = get_hub()
-    holder = hub.holder(key, peer_id)
+    holder = await hub.holder_token(key, peer_id)
     if holder is not None:
         # The websocket got there first (or another stream): nothing to add.
-        if holder.token != token:
+        if holder != token:
             return HttpResponse(p.Errors.ID_TAKEN, content_type="text/plain", status=401)
         return HttpResponse("", content_type="text/plain", status=204)
     endpoint = StreamEndpoint(key, peer_id, token)

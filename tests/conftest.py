@@ -83,3 +83,42 @@ def node() -> str:
         missing("node is not installed")
     assert path is not None
     return path
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Callable[..., list[LiveServer]]]:
+    """Start N peerhub nodes sharing a fresh PostgreSQL database and a Redis prefix.
+
+    ``cluster(2, ALIVE_TIMEOUT="3000")`` returns the running nodes; all stop at the end.
+    ``redis_url=`` points the nodes at another Redis (e.g. a private one).
+    """
+    from contextlib import ExitStack
+
+    from tests.services import (
+        REDIS_URL,
+        fresh_postgres_database,
+        postgres_reachable,
+        redis_reachable,
+    )
+
+    if not redis_reachable():
+        missing(f"Redis not reachable at {REDIS_URL} (set TEST_REDIS_URL)")
+    if not postgres_reachable():
+        missing("PostgreSQL not reachable (set TEST_POSTGRES_URL)")
+    with ExitStack() as stack:
+        db_url = stack.enter_context(fresh_postgres_database())
+        prefix = f"t{os.getpid()}-{tmp_path.name}"
+        base_env = {"DATABASE_URL": db_url, "REDIS_PREFIX": prefix}
+        prepare_database(tmp_path, server_env(tmp_path, 0, **base_env))
+        counter = iter(range(100))
+
+        def start(n: int, redis_url: str = REDIS_URL, **overrides: str) -> list[LiveServer]:
+            env = {**base_env, "REDIS_URL": redis_url, **overrides}
+            nodes = []
+            for _ in range(n):
+                i = next(counter)
+                nodes.append(stack.enter_context(run_server(
+                    tmp_path / f"node{i}", None, NODE_NAME=f"node{i}", **env)))
+            return nodes
+
+        yield start

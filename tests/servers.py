@@ -80,7 +80,7 @@ def server_env(var_dir: Path, port: int, **overrides: str) -> dict[str, str]:
     return env
 
 
-def wait_until_serving(server: LiveServer, timeout: float = 20.0) -> None:
+def wait_until_serving(server: LiveServer, timeout: float = 60.0) -> None:
     """Poll ``GET {path}`` until the server answers, or fail with its log."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

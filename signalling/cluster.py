@@ -1,0 +1,410 @@
+"""Cluster mode: several peerhub processes acting as one PeerServer through Redis.
+
+- The directory (who holds which id, with which token, on which node) is a set of
+  leases in Redis, claimed atomically by Lua scripts and renewed by each node every
+  third of ``ALIVE_TIMEOUT``; a killed node's ids free themselves when their leases run
+  out.
+- Same-node delivery stays direct (the local table is checked first). Messages for
+  another node are coalesced: everything queued while one flush is under way goes out
+  in a single pipeline (one round trip for lookups, one for publishing), one PUBLISH per
+  destination node per flush.
+- The offline queue lives in Redis, so a late joiner on any node receives it; every
+  node sweeps expired queues, and each queue is swept exactly once.
+- When Redis is unreachable, messages that could not be handed over are reported to
+  their senders with ``EXPIRE`` (never lost silently), and nodes reconnect, re-assert
+  their leases and resume on their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis import asyncio as aioredis
+from redis.exceptions import RedisError
+
+from signalling import redis_scripts as lua
+from signalling.decisions import Claim
+from signalling.hub import Endpoint, Limits, LocalHub
+from signalling.names import Names
+from signalling.protocol import (
+    ID_TAKEN_FRAME,
+    QUEUED_TYPES,
+    RELAYED_TYPES,
+    ClientMessage,
+    MessageType,
+    expire_frame,
+    relay_message,
+)
+
+logger = logging.getLogger(__name__)
+
+_SWEEP_BATCH = 500
+_REFRESH_BATCH = 500
+_SEP = "\x00"
+
+
+class ClusterUnavailable(Exception):
+    """Redis could not be reached for an operation that needs it."""
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    sender: Endpoint
+    key: str
+    dst: str
+    frame: str
+    queueable: bool
+
+
+class RedisHub(LocalHub):
+    """A :class:`LocalHub` whose directory, queue and cross-node relay live in Redis."""
+
+    def __init__(self, redis_url: str, prefix: str, node_name: str, queue_limit: int,
+                 expire_timeout: float, cleanup_interval: float, lease: float) -> None:
+        super().__init__(queue_limit, expire_timeout, cleanup_interval)
+        self.node_id = f"{node_name.replace('|', '_')}-{uuid.uuid4().hex[:8]}"
+        self.names = Names(prefix)
+        self._url = redis_url
+        self._lease_ms = max(int(lease * 1000), 1000)
+        self._queue_limit = queue_limit
+        self._expire_ms = int(expire_timeout * 1000)
+        self._redis = aioredis.Redis.from_url(
+            redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2,
+            max_connections=64)
+        self._scripts = {name: self._redis.register_script(getattr(lua, name))
+                         for name in ("CLAIM", "RELEASE", "REFRESH", "ENQUEUE", "DRAIN", "SWEEP")}
+        self._outbox: list[_Outgoing] = []
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- background tasks -------------------------------------------------------------
+
+    def _ensure_sweeper(self) -> None:
+        loop = asyncio.get_running_loop()
+        if self._tasks and not self._tasks[0].done() and self._tasks[0].get_loop() is loop:
+            return
+        self._wake = asyncio.Event()
+        self._tasks = [loop.create_task(coro, name=name) for name, coro in (
+            ("peerhub-flush", self._flush_forever()),
+            ("peerhub-listen", self._listen_forever()),
+            ("peerhub-refresh", self._refresh_forever()),
+            ("peerhub-sweep", self._sweep_forever()),
+        )]
+
+    # --- registration -----------------------------------------------------------------
+
+    def _value(self, ep: Endpoint) -> str:
+        return f"{self.node_id}|{ep.token}"
+
+    async def register(self, ep: Endpoint, limits: Limits) -> Claim:
+        """Claim the id cluster-wide; the server limit counts this node's peers."""
+        self._ensure_sweeper()
+        local = self._peers.get((ep.key, ep.peer_id))
+        if local is None and len(self._peers) >= limits.server_limit:
+            return Claim.LIMIT
+        try:
+            outcome, previous = await self._scripts["CLAIM"](
+                keys=[self.names.peer(ep.key, ep.peer_id), self.names.ids(ep.key)],
+                args=[self.node_id, ep.token, self._lease_ms, limits.key_limit, ep.peer_id])
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc)) from exc
+        claim = Claim(outcome)
+        if claim in (Claim.NEW, Claim.TAKEOVER):
+            self._add_local(ep)
+            if claim is Claim.TAKEOVER and previous != self.node_id:
+                await self._publish(previous, [["k", ep.key, ep.peer_id]])
+        return claim
+
+    async def unregister(self, ep: Endpoint) -> bool:
+        """Free the id locally and, if the lease is still ours, in Redis."""
+        if not self._remove_local(ep):
+            return False
+        try:
+            await self._scripts["RELEASE"](
+                keys=[self.names.peer(ep.key, ep.peer_id), self.names.ids(ep.key)],
+                args=[self._value(ep), ep.peer_id])
+        except RedisError as exc:
+            logger.warning("could not release %r in redis (%s); its lease will expire",
+                           ep.peer_id, exc)
+        return True
+
+    async def flush_queue(self, ep: Endpoint) -> None:
+        """Deliver what the cluster queued for ``ep`` while it was offline."""
+        try:
+            items = await self._scripts["DRAIN"](
+                keys=[self.names.queue(ep.key, ep.peer_id), self.names.queue_clock()])
+        except RedisError as exc:
+            logger.warning("could not read the offline queue (%s)", exc)
+            return
+        for item in items:
+            await ep.deliver(item.partition(_SEP)[2])
+
+    # --- lookups ----------------------------------------------------------------------
+
+    async def holder_token(self, key: str, peer_id: str) -> str | None:
+        """The holder's token, from the cluster directory."""
+        local = self._peers.get((key, peer_id))
+        if local is not None:
+            return local.token
+        value = await self._redis.get(self.names.peer(key, peer_id))
+        return None if value is None else str(value).partition("|")[2]
+
+    async def peer_ids(self, key: str) -> list[str]:
+        """Every id registered under ``key`` on any node."""
+        now_ms = int((await self._redis.time())[0]) * 1000
+        ids = await self._redis.zrangebyscore(self.names.ids(key), now_ms, "+inf")
+        return [str(i) for i in ids]
+
+    def keys_online(self) -> dict[str, int]:
+        """Live peer count per key across the cluster (synchronous, for the admin)."""
+        import redis
+
+        client = redis.Redis.from_url(self._url, decode_responses=True, socket_timeout=5)
+        try:
+            now_ms = int(client.time()[0]) * 1000
+            counts = {}
+            for name in client.scan_iter(match=self.names.ids_pattern(), count=500):
+                n = int(client.zcount(name, now_ms, "+inf"))
+                if n:
+                    counts[self.names.key_of_ids(name)] = n
+            return counts
+        finally:
+            client.close()
+
+    def local_keys_online(self) -> dict[str, int]:
+        """Live peer count per key on this node only."""
+        return super().keys_online()
+
+    # --- relay ------------------------------------------------------------------------
+
+    async def relay(self, src: Endpoint, msg: ClientMessage) -> None:
+        """Deliver locally when possible; otherwise hand the message to the flusher."""
+        dst = msg.dst
+        if dst is not None:
+            target = self._peers.get((src.key, dst))
+            if target is not None and msg.type in RELAYED_TYPES:
+                await target.deliver(relay_message(msg, src.peer_id))
+                return
+            if msg.type in RELAYED_TYPES:
+                self._post(_Outgoing(src, src.key, dst, relay_message(msg, src.peer_id),
+                                     msg.type in QUEUED_TYPES))
+                return
+        if dst is None and msg.type == MessageType.LEAVE:
+            await self.unregister(src)
+
+    async def send_to(self, key: str, peer_id: str, frame: str) -> None:
+        """Deliver a server frame wherever ``peer_id`` is; never queued."""
+        ep = self._peers.get((key, peer_id))
+        if ep is not None:
+            await ep.deliver(frame)
+        else:
+            self._post(_Outgoing(_NOBODY, key, peer_id, frame, False))
+
+    def _post(self, item: _Outgoing) -> None:
+        self._ensure_sweeper()
+        self._outbox.append(item)
+        self._wake.set()
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            batch, self._outbox = self._outbox, []
+            if batch:
+                await self._flush(batch)
+
+    async def _flush(self, batch: list[_Outgoing]) -> None:
+        try:
+            await self._flush_or_raise(batch)
+        except RedisError as exc:
+            logger.error("redis unavailable while relaying %d messages (%s); "
+                         "their senders get EXPIRE", len(batch), exc)
+            await self._expire_senders([b for b in batch if b.queueable])
+
+    async def _flush_or_raise(self, batch: list[_Outgoing]) -> None:
+        where = await self._locate({(b.key, b.dst) for b in batch})
+        per_node: dict[str, list[list[str]]] = defaultdict(list)
+        per_node_items: dict[str, list[_Outgoing]] = defaultdict(list)
+        offline: list[_Outgoing] = []
+        for b in batch:
+            node = where.get((b.key, b.dst))
+            if node is None or node == self.node_id:
+                if b.queueable:
+                    offline.append(b)
+                continue
+            per_node[node].append(["m", b.key, b.dst, b.frame, "1" if b.queueable else ""])
+            per_node_items[node].append(b)
+        pipe = self._redis.pipeline(transaction=False)
+        nodes = list(per_node)
+        for node in nodes:
+            pipe.publish(self.names.node(node), orjson.dumps(per_node[node]))
+        for b in offline:
+            await self._enqueue_cmd(pipe, b)
+        results = await pipe.execute()
+        failed = [b for node, received in zip(nodes, results, strict=False) if not received
+                  for b in per_node_items[node] if b.queueable]
+        failed += [b for b, ok in zip(offline, results[len(nodes):], strict=True) if not ok]
+        await self._expire_senders(failed)
+
+    async def _locate(self, targets: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        order = list(targets)
+        pipe = self._redis.pipeline(transaction=False)
+        for key, dst in order:
+            pipe.get(self.names.peer(key, dst))
+        values = await pipe.execute()
+        return {t: str(v).partition("|")[0] for t, v in zip(order, values, strict=True)
+                if v is not None}
+
+    async def _enqueue_cmd(self, pipe: Any, b: _Outgoing) -> None:
+        await self._scripts["ENQUEUE"](
+            keys=[self.names.queue(b.key, b.dst), self.names.queue_clock()],
+            args=[f"{b.sender.peer_id}{_SEP}{b.frame}", self._queue_limit,
+                  self._expire_ms * 3], client=pipe)
+
+    async def _expire_senders(self, items: list[_Outgoing]) -> None:
+        for b in items:
+            await b.sender.deliver(expire_frame(b.dst, b.sender.peer_id))
+
+    async def _publish(self, node: str, entries: list[list[str]]) -> None:
+        try:
+            await self._redis.publish(self.names.node(node), orjson.dumps(entries))
+        except RedisError as exc:
+            logger.warning("could not notify node %s (%s)", node, exc)
+
+    # --- inbound from other nodes -----------------------------------------------------
+
+    async def _listen_forever(self) -> None:
+        delay, lost = 0.2, False
+        while True:
+            client = aioredis.Redis.from_url(self._url, decode_responses=True,
+                                             socket_connect_timeout=2, health_check_interval=5)
+            try:
+                async with client.pubsub() as pubsub:
+                    await pubsub.subscribe(self.names.node(self.node_id))
+                    if lost:
+                        logger.warning("redis connection restored; re-asserting %d peers",
+                                       len(self._peers))
+                        await self._refresh_all()
+                    delay, lost = 0.2, False
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            await self._on_node_message(message["data"])
+            except (RedisError, OSError) as exc:
+                lost = True
+                logger.error("redis connection lost (%s); retrying in %.1fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                await client.aclose()
+
+    async def _on_node_message(self, data: str) -> None:
+        try:
+            entries = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            logger.error("unreadable message on this node's channel")
+            return
+        for entry in entries:
+            if entry[0] == "m":
+                await self._deliver_inbound(entry[1], entry[2], entry[3], bool(entry[4]))
+            elif entry[0] == "k":
+                self._drop_moved(entry[1], entry[2])
+
+    async def _deliver_inbound(self, key: str, dst: str, frame: str, queueable: bool) -> None:
+        ep = self._peers.get((key, dst))
+        if ep is not None:
+            await ep.deliver(frame)
+        elif queueable:
+            # The peer left or moved between lookup and arrival: keep it for it.
+            src = orjson.loads(frame).get("src", "")
+            self._post(_Outgoing(_Ghost(key, src, self), key, dst, frame, True))
+
+    def _drop_moved(self, key: str, peer_id: str) -> None:
+        """Another node took over this id with the same token: forget the local one."""
+        ep = self._peers.get((key, peer_id))
+        if ep is not None:
+            self._remove_local(ep)
+
+    # --- leases -----------------------------------------------------------------------
+
+    async def _refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_ms / 3000)
+            try:
+                await self._refresh_all()
+            except RedisError as exc:
+                logger.error("could not renew leases (%s)", exc)
+
+    async def _refresh_all(self) -> None:
+        endpoints = list(self._peers.values())
+        for start in range(0, len(endpoints), _REFRESH_BATCH):
+            chunk = endpoints[start:start + _REFRESH_BATCH]
+            keys: list[str] = []
+            args: list[Any] = [self._lease_ms]
+            for ep in chunk:
+                keys += [self.names.peer(ep.key, ep.peer_id), self.names.ids(ep.key)]
+                args += [self._value(ep), ep.peer_id]
+            for position in await self._scripts["REFRESH"](keys=keys, args=args):
+                await self._lost_lease(chunk[int(position) - 1])
+
+    async def _lost_lease(self, ep: Endpoint) -> None:
+        logger.warning("id %r was claimed elsewhere while redis was away", ep.peer_id)
+        if self._remove_local(ep):
+            await ep.shut(ID_TAKEN_FRAME, 1008, "id taken during redis outage")
+
+    # --- expiry -----------------------------------------------------------------------
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._cleanup_interval)
+            try:
+                await self.expire_now(0.0)
+            except RedisError as exc:
+                logger.error("could not sweep the offline queue (%s)", exc)
+
+    async def expire_now(self, now: float) -> None:
+        """Take due queues from Redis and send each waiting sender one EXPIRE."""
+        flat = await self._scripts["SWEEP"](keys=[self.names.queue_clock()],
+                                            args=[self._expire_ms, _SWEEP_BATCH])
+        for name, items in zip(flat[::2], flat[1::2], strict=True):
+            key, dst = self.names.split_queue(name)
+            for sender in dict.fromkeys(item.partition(_SEP)[0] for item in items):
+                await self.send_to(key, sender, expire_frame(dst, sender))
+
+    async def close_all(self, frame: str | None, code: int, reason: str) -> None:
+        """Close local sockets, then release their leases."""
+        endpoints = list(self._peers.values())
+        await super().close_all(frame, code, reason)
+        for ep in endpoints:
+            await self.unregister(ep)
+
+
+class _Ghost:
+    """Stands for a sender on another node when re-queueing a message."""
+
+    def __init__(self, key: str, peer_id: str, hub: RedisHub) -> None:
+        self.key, self.peer_id, self.token, self._hub = key, peer_id, "", hub
+
+    async def deliver(self, frame: str) -> None:
+        await self._hub.send_to(self.key, self.peer_id, frame)
+
+    async def shut(self, frame: str | None, code: int, reason: str = "") -> None:
+        return None
+
+
+class _Nobody:
+    key = peer_id = token = ""
+
+    async def deliver(self, frame: str) -> None:
+        return None
+
+    async def shut(self, frame: str | None, code: int, reason: str = "") -> None:
+        return None
+
+
+_NOBODY = _Nobody()

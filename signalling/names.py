@@ -1,0 +1,52 @@
+"""Every Redis key and channel name peerhub uses, from one place.
+
+PeerJS ids and API keys may hold any character (spaces, colons, NUL), so each
+variable part is length-prefixed: ``{prefix}:peer:{len(key)}:{key}:{id}`` can always
+be split back without ambiguity.
+"""
+
+from __future__ import annotations
+
+
+class Names:
+    """Redis names under one prefix (several clusters may share a Redis)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def peer(self, key: str, peer_id: str) -> str:
+        """String ``node|token`` of the holder of ``peer_id`` under ``key`` (a lease)."""
+        return f"{self.prefix}:peer:{len(key)}:{key}:{peer_id}"
+
+    def ids(self, key: str) -> str:
+        """Sorted set of ``key``'s registered ids, scored by lease expiry (ms)."""
+        return f"{self.prefix}:ids:{len(key)}:{key}"
+
+    def ids_pattern(self) -> str:
+        """SCAN pattern matching every :meth:`ids` set."""
+        return f"{self.prefix}:ids:*"
+
+    def key_of_ids(self, name: str) -> str:
+        """The API key an :meth:`ids` name belongs to."""
+        rest = name[len(self.prefix) + len(":ids:"):]
+        length, _, tail = rest.partition(":")
+        return tail[: int(length)]
+
+    def queue(self, key: str, dst: str) -> str:
+        """List of ``src\\x00frame`` items waiting for ``dst`` under ``key``."""
+        return f"{self.prefix}:q:{len(key)}:{key}:{dst}"
+
+    def split_queue(self, name: str) -> tuple[str, str]:
+        """``(key, dst)`` of a :meth:`queue` name."""
+        rest = name[len(self.prefix) + len(":q:"):]
+        length, _, tail = rest.partition(":")
+        n = int(length)
+        return tail[:n], tail[n + 1:]
+
+    def queue_clock(self) -> str:
+        """Sorted set of queue names scored by their first message's time (ms)."""
+        return f"{self.prefix}:qclock"
+
+    def node(self, node_id: str) -> str:
+        """Pub/sub channel of one node."""
+        return f"{self.prefix}:node:{node_id}"

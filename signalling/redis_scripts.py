@@ -1,0 +1,89 @@
+"""Lua scripts that make each cluster directory and queue operation atomic in Redis.
+
+Times come from Redis's own clock (``TIME``) so nodes need not agree on theirs.
+"""
+
+NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
+
+# KEYS: peer, ids.  ARGV: node, token, ttl_ms, key_limit, peer_id
+# Returns {outcome, previous node}; outcome is new | takeover | taken | limit.
+CLAIM = NOW + """
+local cur = redis.call('GET', KEYS[1])
+local value = ARGV[1] .. '|' .. ARGV[2]
+local ttl = tonumber(ARGV[3])
+if cur then
+  local sep = string.find(cur, '|', 1, true)
+  local holder_node = string.sub(cur, 1, sep - 1)
+  if string.sub(cur, sep + 1) ~= ARGV[2] then return {'taken', holder_node} end
+  redis.call('SET', KEYS[1], value, 'PX', ttl)
+  redis.call('ZADD', KEYS[2], now + ttl, ARGV[5])
+  return {'takeover', holder_node}
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
+local limit = tonumber(ARGV[4])
+if limit > 0 and redis.call('ZCARD', KEYS[2]) >= limit then return {'limit', ''} end
+redis.call('SET', KEYS[1], value, 'PX', ttl)
+redis.call('ZADD', KEYS[2], now + ttl, ARGV[5])
+return {'new', ''}
+"""
+
+# KEYS: peer, ids.  ARGV: node|token, peer_id.  Frees the id only if still ours.
+RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('ZREM', KEYS[2], ARGV[2])
+  return 1
+end
+return 0
+"""
+
+# KEYS: peer1, ids1, peer2, ids2, ...  ARGV: ttl_ms, value1, id1, value2, id2, ...
+# Renews our leases (re-creating them after a Redis restart); returns the 1-based
+# positions of leases another holder took meanwhile.
+REFRESH = NOW + """
+local ttl = tonumber(ARGV[1])
+local lost = {}
+for i = 1, #KEYS, 2 do
+  local value = ARGV[i + 1]
+  local cur = redis.call('GET', KEYS[i])
+  if (not cur) or cur == value then
+    redis.call('SET', KEYS[i], value, 'PX', ttl)
+    redis.call('ZADD', KEYS[i + 1], now + ttl, ARGV[i + 2])
+  else
+    table.insert(lost, (i + 1) / 2)
+  end
+end
+return lost
+"""
+
+# KEYS: queue, qclock.  ARGV: item, limit, keep_ms.  Returns 1 if queued, 0 if full.
+ENQUEUE = NOW + """
+local n = redis.call('LLEN', KEYS[1])
+if n >= tonumber(ARGV[2]) then return 0 end
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+if n == 0 then redis.call('ZADD', KEYS[2], 'NX', now, KEYS[1]) end
+return 1
+"""
+
+# KEYS: queue, qclock.  Removes and returns every item.
+DRAIN = """
+local items = redis.call('LRANGE', KEYS[1], 0, -1)
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], KEYS[1])
+return items
+"""
+
+# KEYS: qclock.  ARGV: expire_ms, max.  Removes due queues; returns {name, items, ...}.
+SWEEP = NOW + """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[1]),
+                       'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, name in ipairs(due) do
+  table.insert(out, name)
+  table.insert(out, redis.call('LRANGE', name, 0, -1))
+  redis.call('DEL', name)
+  redis.call('ZREM', KEYS[1], name)
+end
+return out
+"""

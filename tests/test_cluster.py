@@ -1,0 +1,205 @@
+"""Several real peerhub processes sharing Redis and PostgreSQL act as one PeerServer."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+
+from signalling.protocol import Errors
+from tests.servers import LiveServer, free_port, manage
+from tests.wsclient import closed_with, join, nothing_arrives, open_socket, recv, send
+
+pytestmark = pytest.mark.cluster
+Cluster = Callable[..., list[LiveServer]]
+
+
+async def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
+    """Retry an async check until it stops raising AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+            if asyncio.iscoroutine(result):
+                await result
+            return
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+
+
+async def test_peers_on_different_nodes_relay_both_ways(cluster: Cluster) -> None:
+    n1, n2 = cluster(2)
+    a, b = await join(n1, "A"), await join(n2, "B")
+    await a.send(json.dumps({"type": "OFFER", "src": "X", "dst": "B", "payload": {"s": 1}}))
+    assert await recv(b) == {"type": "OFFER", "src": "A", "dst": "B", "payload": {"s": 1}}
+    await send(b, type="ANSWER", dst="A", payload={"s": 2})
+    assert await recv(a) == {"type": "ANSWER", "src": "B", "dst": "A", "payload": {"s": 2}}
+    await a.close()
+    await b.close()
+
+
+async def test_id_taken_and_takeover_across_nodes(cluster: Cluster) -> None:
+    n1, n2 = cluster(2)
+    a = await join(n1, "A", token="mine")
+    intruder = await open_socket(n2, "A", token="other")
+    assert await recv(intruder) == {"type": "ID-TAKEN", "payload": {"msg": "ID is taken"}}
+    b = await join(n1, "B")
+    moved = await open_socket(n2, "A", token="mine")
+    assert await nothing_arrives(moved, 0.5)  # silent takeover, no second OPEN
+    await send(b, type="OFFER", dst="A", payload="to the new socket")
+    assert (await recv(moved))["payload"] == "to the new socket"
+    assert await nothing_arrives(a, 0.2)
+    for ws in (a, b, moved):
+        await ws.close()
+
+
+async def test_key_limit_counts_the_whole_cluster(cluster: Cluster) -> None:
+    n1, n2 = cluster(2)
+    key = manage(n1, "createkey", "small", "--limit", "2")
+    a, b = await join(n1, "A", key=key), await join(n2, "B", key=key)
+    third = await open_socket(n1, "C", key=key)
+    assert await recv(third) == {"type": "ERROR",
+                                 "payload": {"msg": Errors.CONNECTION_LIMIT_EXCEED}}
+    await b.close()
+    await asyncio.sleep(0.3)
+    again = await join(n1, "C", key=key)
+    for ws in (a, again):
+        await ws.close()
+
+
+async def test_offline_queue_reaches_a_late_joiner_on_another_node(cluster: Cluster) -> None:
+    n1, n2 = cluster(2)
+    a = await join(n1, "A")
+    await send(a, type="OFFER", dst="LATE", payload=1)
+    await send(a, type="CANDIDATE", dst="LATE", payload=2)
+    await asyncio.sleep(0.3)
+    late = await open_socket(n2, "LATE")
+    assert [await recv(late) for _ in range(3)] == [
+        {"type": "OPEN"},
+        {"type": "OFFER", "src": "A", "dst": "LATE", "payload": 1},
+        {"type": "CANDIDATE", "src": "A", "dst": "LATE", "payload": 2}]
+    await a.close()
+    await late.close()
+
+
+async def test_expire_reaches_the_sender_from_any_node(cluster: Cluster) -> None:
+    n1, n2 = cluster(2, EXPIRE_TIMEOUT="800", CLEANUP_INTERVAL="100")
+    a, b = await join(n1, "A"), await join(n2, "B")
+    await send(a, type="OFFER", dst="GONE", payload=1)
+    await send(b, type="OFFER", dst="GONE", payload=1)
+    assert await recv(a, 4) == {"type": "EXPIRE", "src": "GONE", "dst": "A"}
+    assert await recv(b, 4) == {"type": "EXPIRE", "src": "GONE", "dst": "B"}
+    assert await nothing_arrives(a, 0.5)
+    await a.close()
+    await b.close()
+
+
+async def test_discovery_lists_the_whole_clusters_peers_for_that_key(cluster: Cluster) -> None:
+    n1, n2 = cluster(2)
+    key = manage(n1, "createkey", "disco", "--discovery")
+    a, b = await join(n1, "A", key=key), await join(n2, "B", key=key)
+    c = await join(n2, "C")  # another key
+    for node in (n1, n2):
+        with urllib.request.urlopen(f"{node.base_url}{key}/peers", timeout=5) as resp:
+            assert sorted(json.loads(resp.read())) == ["A", "B"]
+    for ws in (a, b, c):
+        await ws.close()
+
+
+async def test_a_killed_nodes_ids_free_themselves_and_others_carry_on(
+        cluster: Cluster) -> None:
+    n1, n2 = cluster(2, ALIVE_TIMEOUT="3000")
+    victim = await join(n1, "V", token="old")
+    a, b = await join(n2, "A"), await join(n2, "B")
+    n1.stop(signal.SIGKILL)
+    t0 = time.monotonic()
+
+    async def v_is_free() -> None:
+        ws = await open_socket(n2, "V", token="new")
+        first = await recv(ws)
+        await ws.close()
+        assert first == {"type": "OPEN"}, first
+
+    await eventually(v_is_free, timeout=8)
+    assert time.monotonic() - t0 <= 6
+    await send(a, type="OFFER", dst="B", payload="still here")
+    assert (await recv(b))["payload"] == "still here"
+    victim.transport.abort()
+    await a.close()
+    await b.close()
+
+
+async def test_sigterm_closes_sockets_1001_and_frees_ids_at_once(cluster: Cluster) -> None:
+    n1, n2 = cluster(2)
+    a = await join(n1, "A", token="t")
+    await asyncio.sleep(0.8)  # let the session row be written
+    await asyncio.to_thread(n1.stop, signal.SIGTERM)
+    assert await closed_with(a) == 1001
+    again = await join(n2, "A", token="other")  # freed without waiting for the lease
+    await again.close()
+    out = manage(n2, "shell", "--no-imports", "-c",
+                 "from signalling.models import PeerSession as S; "
+                 "print(S.objects.filter(peer_id='A', node='node0').values_list("
+                 "'close_reason', flat=True).first())")
+    assert out.splitlines()[-1] == "server stopped"
+
+
+async def test_redis_restart_nodes_resume_on_their_own(cluster: Cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import missing
+    from tests.services import PrivateRedis, redis_server_available
+
+    if not redis_server_available():
+        missing("redis-server is not installed")
+    redis = PrivateRedis(tmp_path, free_port())
+    redis.start()
+    try:
+        n1, n2 = cluster(2, redis_url=redis.url, ALIVE_TIMEOUT="3000")
+        a, b = await join(n1, "A"), await join(n2, "B")
+        await send(a, type="OFFER", dst="B", payload="before")
+        assert (await recv(b))["payload"] == "before"
+        redis.kill()
+        await send(a, type="OFFER", dst="B", payload="during")
+        assert await recv(a, 8) == {"type": "EXPIRE", "src": "B", "dst": "A"}
+        redis.start()
+
+        async def relays_again() -> None:
+            await send(a, type="CANDIDATE", dst="B", payload="after")
+            got = await recv(b, 1)
+            assert got["payload"] == "after", got
+
+        await eventually(relays_again, timeout=15)
+        assert "redis connection restored" in n1.log() + n2.log()
+        intruder = await open_socket(n2, "A", token="other")  # leases were re-asserted
+        assert (await recv(intruder))["type"] == "ID-TAKEN"
+        await a.close()
+        await b.close()
+    finally:
+        redis.kill()
+
+
+async def test_burst_across_nodes_loses_nothing(cluster: Cluster) -> None:
+    n1, n2 = cluster(2)
+    pairs, per_pair = 100, 30
+    senders = [await join(n1, f"s{i}") for i in range(pairs)]
+    receivers = [await join(n2, f"r{i}") for i in range(pairs)]
+
+    async def blast(i: int) -> None:
+        for n in range(per_pair):
+            await send(senders[i], type="CANDIDATE", dst=f"r{i}", payload=n)
+
+    async def collect(i: int) -> list[int]:
+        return [(await recv(receivers[i], 20))["payload"] for _ in range(per_pair)]
+
+    results = await asyncio.gather(*(collect(i) for i in range(pairs)),
+                                   *(blast(i) for i in range(pairs)))
+    for i in range(pairs):
+        assert results[i] == list(range(per_pair)), f"pair {i} lost or reordered"
+    for ws in senders + receivers:
+        await ws.close()
