@@ -108,6 +108,7 @@ def run_server(var_dir: Path, template_db: Path | None = None,
             shutil.copy(template_db, db)
         else:
             prepare_database(var_dir, env)
+    var_dir.mkdir(parents=True, exist_ok=True)
     log_path = var_dir / f"server-{port}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "peerhub.serve"], cwd=ROOT, env=env,

@@ -28,7 +28,7 @@ async def eventually(check: Callable[[], object], timeout: float = 10.0) -> None
             if asyncio.iscoroutine(result):
                 await result
             return
-        except AssertionError:
+        except (AssertionError, TimeoutError):
             if time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.2)
