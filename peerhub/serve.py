@@ -13,7 +13,7 @@ import math
 import os
 import sys
 
-from peerhub.env import env_int, env_str
+from peerhub.env import env_bool, env_int, env_str
 
 
 def daphne_argv() -> list[str]:
@@ -37,6 +37,7 @@ def daphne_argv() -> list[str]:
         "--websocket-max-frame-size", str(hard_limit),
         "--application-close-timeout", "5",
         "-v", env_str("DAPHNE_VERBOSITY", "1"),
+        *(["--proxy-headers"] if env_bool("PROXY_HEADERS", False) else []),
         "peerhub.asgi:application",
     ]
 
