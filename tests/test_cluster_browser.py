@@ -23,7 +23,8 @@ from tests.browser_page import (
 )
 from tests.nginx import nginx_binary, running_nginx
 from tests.servers import LiveServer, manage
-from tests.wsclient import join, recv, send as ws_send
+from tests.wsclient import join, recv
+from tests.wsclient import send as ws_send
 
 pytestmark = [pytest.mark.cluster, pytest.mark.browser]
 Cluster = Callable[..., list[LiveServer]]
