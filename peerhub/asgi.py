@@ -12,6 +12,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peerhub.settings")
 django_http = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from peerhub import daphne_compat  # noqa: E402
 from signalling.config import get_config  # noqa: E402
@@ -23,7 +24,7 @@ async def _close_all_sockets() -> None:
     await get_hub().close_all(None, 1001, "server stopped")
 
 
-daphne_compat.install()
+daphne_compat.install(settings.PEERHUB_SEND_BUFFER_LIMIT)
 if "twisted.internet.reactor" in sys.modules:  # running under daphne
     daphne_compat.on_shutdown(_close_all_sockets)
 _peer_consumer = PeerConsumer.as_asgi()

@@ -1,22 +1,48 @@
-"""Let daphne close websockets with the standard codes 1008 and 1009.
+"""Small fixes to daphne's websocket protocol that a PeerServer needs.
+
+1. Close codes 1008 and 1009.
 
 The ASGI spec lets an application close a websocket with any valid code, but daphne
 passes the code to autobahn's ``sendClose``, which only accepts 1000 and 3000-4999 and
 raises on 1008 (policy violation) or 1009 (message too big); daphne then reports the
 exception as 1011. This sends the close frame directly for the codes RFC 6455 allows
 an endpoint to send, and leaves everything else to daphne.
+
+2. A bounded send buffer. Twisted buffers whatever is written to a socket the peer does
+not read, without limit. A socket with more than ``limit`` bytes waiting is dropped,
+so a peer that never reads cannot grow the server's memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from daphne.ws_protocol import WebSocketProtocol
 
+logger = logging.getLogger(__name__)
+
 SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
 _original_server_close = WebSocketProtocol.serverClose
+_original_server_send = WebSocketProtocol.serverSend
+_send_buffer_limit = 2 * 1024 * 1024
+
+
+def buffered_bytes(transport: Any) -> int:
+    """Bytes written to a Twisted transport and not yet taken by the kernel."""
+    pending = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
+    return int(pending + getattr(transport, "_tempDataLen", 0))
+
+
+def _server_send(self: Any, content: Any, binary: bool = False) -> None:
+    if self.transport is not None and buffered_bytes(self.transport) > _send_buffer_limit:
+        logger.warning("dropping a websocket that does not read (%d bytes waiting)",
+                       buffered_bytes(self.transport))
+        self.transport.abortConnection()
+        return
+    _original_server_send(self, content, binary)
 
 
 def _server_close(self: Any, code: int | None = None) -> None:
@@ -26,9 +52,12 @@ def _server_close(self: Any, code: int | None = None) -> None:
         _original_server_close(self, code=code)
 
 
-def install() -> None:
+def install(send_buffer_limit: int) -> None:
     """Patch daphne's websocket protocol (idempotent)."""
+    global _send_buffer_limit
+    _send_buffer_limit = send_buffer_limit
     WebSocketProtocol.serverClose = _server_close
+    WebSocketProtocol.serverSend = _server_send
 
 
 def on_shutdown(close_all: Callable[[], Awaitable[None]]) -> None:

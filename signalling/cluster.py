@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from signalling import redis_scripts as lua
 from signalling.decisions import Claim
+from signalling.errors import ClusterUnavailable
 from signalling.hub import Endpoint, Limits, LocalHub
 from signalling.names import Names
 from signalling.protocol import (
@@ -49,10 +50,6 @@ _REFRESH_BATCH = 500
 _SEP = "\x00"
 
 
-class ClusterUnavailable(Exception):
-    """Redis could not be reached for an operation that needs it."""
-
-
 @dataclass(slots=True)
 class _Outgoing:
     sender: Endpoint
@@ -66,8 +63,10 @@ class RedisHub(LocalHub):
     """A :class:`LocalHub` whose directory, queue and cross-node relay live in Redis."""
 
     def __init__(self, redis_url: str, prefix: str, node_name: str, queue_limit: int,
-                 expire_timeout: float, cleanup_interval: float, lease: float) -> None:
-        super().__init__(queue_limit, expire_timeout, cleanup_interval)
+                 expire_timeout: float, cleanup_interval: float, lease: float,
+                 sender_queue_limit: int = 0) -> None:
+        super().__init__(queue_limit, expire_timeout, cleanup_interval, sender_queue_limit)
+        self._sender_limit = sender_queue_limit
         self.node_id = f"{node_name.replace('|', '_')}-{uuid.uuid4().hex[:8]}"
         self.names = Names(prefix)
         self._url = redis_url
@@ -249,8 +248,11 @@ class RedisHub(LocalHub):
         results = await pipe.execute()
         failed = [b for node, received in zip(nodes, results, strict=False) if not received
                   for b in per_node_items[node] if b.queueable]
-        failed += [b for b, ok in zip(offline, results[len(nodes):], strict=True) if not ok]
+        queued = list(zip(offline, results[len(nodes):], strict=True))
+        failed += [b for b, outcome in queued if outcome == 0]
         await self._expire_senders(failed)
+        for b in {id(b.sender): b for b, outcome in queued if outcome == -1}.values():
+            await self.refuse_sender(b.sender)
 
     async def _locate(self, targets: set[tuple[str, str]]) -> dict[tuple[str, str], str]:
         order = list(targets)
@@ -263,9 +265,10 @@ class RedisHub(LocalHub):
 
     async def _enqueue_cmd(self, pipe: Any, b: _Outgoing) -> None:
         await self._scripts["ENQUEUE"](
-            keys=[self.names.queue(b.key, b.dst), self.names.queue_clock()],
+            keys=[self.names.queue(b.key, b.dst), self.names.queue_clock(),
+                  self.names.sender(b.key, b.sender.peer_id)],
             args=[f"{b.sender.peer_id}{_SEP}{b.frame}", self._queue_limit,
-                  self._expire_ms * 3], client=pipe)
+                  self._expire_ms * 3, self._sender_limit], client=pipe)
 
     async def _expire_senders(self, items: list[_Outgoing]) -> None:
         for b in items:

@@ -21,6 +21,10 @@ class ServerConfig:
     queue_limit: int
     rate_limit: int
     rate_burst: int
+    max_sockets_per_ip: int
+    connect_rate: int
+    connect_burst: int
+    sender_queue_limit: int
 
     @property
     def ws_path(self) -> str:
@@ -41,4 +45,8 @@ def get_config() -> ServerConfig:
         queue_limit=settings.PEERHUB_QUEUE_LIMIT,
         rate_limit=settings.PEERHUB_RATE_LIMIT,
         rate_burst=settings.PEERHUB_RATE_BURST,
+        max_sockets_per_ip=settings.PEERHUB_MAX_SOCKETS_PER_IP,
+        connect_rate=settings.PEERHUB_CONNECT_RATE,
+        connect_burst=settings.PEERHUB_CONNECT_BURST,
+        sender_queue_limit=settings.PEERHUB_SENDER_QUEUE_LIMIT,
     )

@@ -19,10 +19,12 @@ from apikeys.tenants import Tenant, get_tenant
 from signalling import protocol as p
 from signalling.config import ServerConfig, get_config
 from signalling.decisions import Claim
+from signalling.errors import ClusterUnavailable
 from signalling.hub import Limits
 from signalling.keywatch import ensure_key_watcher
+from signalling.metrics import limit_hit
 from signalling.ratelimit import TokenBucket
-from signalling.runtime import get_hub
+from signalling.runtime import get_hub, get_ip_guard
 from signalling.sessions import SessionInfo, get_recorder
 
 logger = logging.getLogger(__name__)
@@ -31,6 +33,7 @@ CLOSE_NORMAL = 1000
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL = 1011
 
 Scope = dict[str, Any]
 
@@ -61,9 +64,20 @@ class PeerConsumer(AsyncConsumer):
         if first["type"] != "websocket.connect":
             return
         await send({"type": "websocket.accept"})
-        registered = await self._handshake()
-        if not registered:
+        ip = str((scope.get("client") or ("",))[0])
+        guard = get_ip_guard()
+        refused = guard.admit(ip, time.monotonic())
+        if refused is not None:
+            limit_hit("", "per-address", ip)
+            await self.shut(p.error_frame(refused), CLOSE_POLICY)
             return
+        try:
+            if await self._handshake():
+                await self._serve(receive)
+        finally:
+            guard.release(ip)
+
+    async def _serve(self, receive: Any) -> None:
         try:
             await self._receive_loop(receive)
         except asyncio.CancelledError:
@@ -115,12 +129,18 @@ class PeerConsumer(AsyncConsumer):
 
     async def _claim(self, tenant: Tenant) -> bool:
         hub = get_hub()
-        claim = await hub.register(self, Limits(self.cfg.concurrent_limit,
-                                                tenant.concurrent_limit))
+        try:
+            claim = await hub.register(self, Limits(self.cfg.concurrent_limit,
+                                                    tenant.concurrent_limit))
+        except ClusterUnavailable:
+            logger.error("refused a peer: the cluster directory is unreachable")
+            await self.shut(p.error_frame(p.Errors.CLUSTER_UNAVAILABLE), CLOSE_INTERNAL)
+            return False
         if claim is Claim.TAKEN:
             await self.shut(p.ID_TAKEN_FRAME, CLOSE_POLICY)
             return False
         if claim is Claim.LIMIT:
+            limit_hit(tenant.key, "concurrent", self.scope)
             await self.shut(p.error_frame(p.Errors.CONNECTION_LIMIT_EXCEED), CLOSE_POLICY)
             return False
         rate = tenant.rate_limit or self.cfg.rate_limit
@@ -157,10 +177,11 @@ class PeerConsumer(AsyncConsumer):
                 data = event.get("bytes") or b""
             session.messages_in += 1
             if len(data) > limit:
+                limit_hit(self.key, "message size", self.scope)
                 await self.shut(p.error_frame(p.Errors.TOO_BIG), CLOSE_TOO_BIG, "message too big")
                 return await self._drain(receive)
             if not bucket.take(time.monotonic()):
-                logger.warning("peer exceeded its message rate; closing")
+                limit_hit(self.key, "message rate", self.scope)
                 await self.shut(p.error_frame(p.Errors.RATE_LIMIT), CLOSE_POLICY, "rate limit")
                 return await self._drain(receive)
             try:

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from signalling.decisions import Claim, Route, decide_claim, decide_route
-from signalling.offline import OfflineQueue, QueueFull
-from signalling.protocol import ClientMessage, expire_frame, relay_message
+from signalling.metrics import limit_hit
+from signalling.offline import OfflineQueue, QueueFull, SenderQueueFull
+from signalling.protocol import ClientMessage, Errors, error_frame, expire_frame, relay_message
 
 logger = logging.getLogger(__name__)
 
@@ -48,10 +49,11 @@ class Limits:
 class LocalHub:
     """Peer directory, relay and offline queue for one process."""
 
-    def __init__(self, queue_limit: int, expire_timeout: float, cleanup_interval: float):
+    def __init__(self, queue_limit: int, expire_timeout: float, cleanup_interval: float,
+                 sender_queue_limit: int = 0):
         self._peers: dict[PeerKey, Endpoint] = {}
         self._per_key: Counter[str] = Counter()
-        self._queue = OfflineQueue(queue_limit, expire_timeout)
+        self._queue = OfflineQueue(queue_limit, expire_timeout, sender_queue_limit)
         self._cleanup_interval = cleanup_interval
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -151,8 +153,15 @@ class LocalHub:
         try:
             self._queue.push(src.key, dst, src.peer_id, frame, time.monotonic())
         except QueueFull:
-            logger.info("offline queue for %r is full; EXPIRE to %r", dst, src.peer_id)
+            logger.info("an offline queue is full; EXPIRE to its sender")
             await src.deliver(expire_frame(dst, src.peer_id))
+        except SenderQueueFull:
+            await self.refuse_sender(src)
+
+    async def refuse_sender(self, src: Endpoint) -> None:
+        """Close a sender that has too many messages waiting for offline peers."""
+        limit_hit(src.key, "sender queue", "peer")
+        await src.shut(error_frame(Errors.SENDER_QUEUE_FULL), 1008, "sender queue limit")
 
     # --- expiry ---------------------------------------------------------------------
 

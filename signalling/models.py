@@ -33,3 +33,20 @@ class PeerSession(models.Model):
     def live(self) -> bool:
         """True while the session has no recorded end."""
         return self.disconnected_at is None
+
+
+class LimitHit(models.Model):
+    """How often a limit refused something, per key (empty key: before a key was known)."""
+
+    api_key = models.CharField(max_length=64, blank=True)
+    limit = models.CharField(max_length=32)
+    count = models.PositiveBigIntegerField(default=0)
+    last_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["api_key", "limit"],
+                                               name="unique_limit_per_key")]
+        ordering = ["-last_at"]
+
+    def __str__(self) -> str:
+        return f"{self.limit} ({self.api_key or 'no key'}): {self.count}"

@@ -43,6 +43,10 @@ class Names:
         n = int(length)
         return tail[:n], tail[n + 1:]
 
+    def sender(self, key: str, src: str) -> str:
+        """Counter of messages ``src`` queued for offline peers recently."""
+        return f"{self.prefix}:qs:{len(key)}:{key}:{src}"
+
     def queue_clock(self) -> str:
         """Sorted set of queue names scored by their first message's time (ms)."""
         return f"{self.prefix}:qclock"

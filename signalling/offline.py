@@ -7,7 +7,7 @@ Time is passed in, so every rule here is testable without waiting.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import Counter, deque
 from dataclasses import dataclass, field
 
 PeerKey = tuple[str, str]  # (api key, peer id)
@@ -32,19 +32,31 @@ class QueueFull(Exception):
     """The destination's queue holds its maximum; the sender is owed an EXPIRE now."""
 
 
+class SenderQueueFull(Exception):
+    """The sender has too many messages waiting for offline peers."""
+
+
 class OfflineQueue:
     """Bounded per-destination queues with expiry, keyed by API key and peer id."""
 
-    def __init__(self, limit: int, expire_after: float) -> None:
+    def __init__(self, limit: int, expire_after: float, sender_limit: int = 0) -> None:
         self.limit = limit
         self.expire_after = expire_after
+        self.sender_limit = sender_limit  # 0: no per-sender bound
         self._queues: dict[PeerKey, _Pending] = {}
+        self._per_sender: Counter[PeerKey] = Counter()
 
     def __len__(self) -> int:
         return len(self._queues)
 
     def push(self, key: str, dst: str, src: str, frame: str, now: float) -> None:
-        """Append ``frame`` for ``dst``; raise :class:`QueueFull` past the limit."""
+        """Append ``frame`` for ``dst``.
+
+        Raises :class:`QueueFull` past the destination's bound and
+        :class:`SenderQueueFull` past the sender's.
+        """
+        if self.sender_limit and self._per_sender[(key, src)] >= self.sender_limit:
+            raise SenderQueueFull(src)
         pending = self._queues.get((key, dst))
         if pending is None:
             if self.limit == 0:
@@ -53,15 +65,21 @@ class OfflineQueue:
         elif len(pending.items) >= self.limit:
             raise QueueFull(dst)
         pending.items.append((src, frame))
+        self._per_sender[(key, src)] += 1
+
+    def _forget(self, key: str, pending: _Pending) -> None:
+        for src, _ in pending.items:
+            self._per_sender[(key, src)] -= 1
+            if self._per_sender[(key, src)] <= 0:
+                del self._per_sender[(key, src)]
 
     def drain(self, key: str, dst: str) -> list[str]:
         """Remove and return every frame queued for ``dst``, oldest first."""
         pending = self._queues.pop((key, dst), None)
-        return [] if pending is None else [frame for _, frame in pending.items]
-
-    def discard(self, key: str, dst: str) -> None:
-        """Forget ``dst``'s queue without expiring it."""
-        self._queues.pop((key, dst), None)
+        if pending is None:
+            return []
+        self._forget(key, pending)
+        return [frame for _, frame in pending.items]
 
     def expire(self, now: float) -> list[Expired]:
         """Remove every queue older than the timeout; return who is owed an EXPIRE."""
@@ -70,5 +88,6 @@ class OfflineQueue:
 
     def _expire_one(self, peer: PeerKey) -> Expired:
         pending = self._queues.pop(peer)
+        self._forget(peer[0], pending)
         senders = tuple(dict.fromkeys(src for src, _ in pending.items))
         return Expired(peer[0], peer[1], senders)

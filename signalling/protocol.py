@@ -47,6 +47,10 @@ class Errors:
     ORIGIN_NOT_ALLOWED = "Origin not allowed for this key"
     TOO_BIG = "Message too big"
     KEY_DEACTIVATED = "API key was deactivated"
+    IP_RATE = "Too many connections from your address; slow down"
+    IP_SOCKETS = "Too many open connections from your address"
+    SENDER_QUEUE_FULL = "Too many messages waiting for offline peers"
+    CLUSTER_UNAVAILABLE = "Server is temporarily unavailable"
 
 
 #: Types a client may send that the server relays to ``dst``.

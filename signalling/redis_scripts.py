@@ -56,10 +56,18 @@ end
 return lost
 """
 
-# KEYS: queue, qclock.  ARGV: item, limit, keep_ms.  Returns 1 if queued, 0 if full.
+# KEYS: queue, qclock, sender counter.  ARGV: item, limit, keep_ms, sender_limit.
+# Returns 1 if queued, 0 if the destination's queue is full, -1 if the sender has queued
+# too much within the last keep_ms (the counter is a sliding approximation).
 ENQUEUE = NOW + """
 local n = redis.call('LLEN', KEYS[1])
 if n >= tonumber(ARGV[2]) then return 0 end
+local sender_limit = tonumber(ARGV[4])
+if sender_limit > 0 then
+  local sent = redis.call('INCR', KEYS[3])
+  redis.call('PEXPIRE', KEYS[3], ARGV[3])
+  if sent > sender_limit then return -1 end
+end
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if n == 0 then redis.call('ZADD', KEYS[2], 'NX', now, KEYS[1]) end

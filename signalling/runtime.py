@@ -7,6 +7,7 @@ import logging
 from django.conf import settings
 
 from signalling.config import get_config
+from signalling.guards import IpGuard
 from signalling.hub import LocalHub
 
 logger = logging.getLogger(__name__)
@@ -25,18 +26,33 @@ def get_hub() -> LocalHub:
 def _make_hub() -> LocalHub:
     cfg = get_config()
     if not settings.REDIS_URL:
-        return LocalHub(cfg.queue_limit, cfg.expire_timeout, cfg.cleanup_interval)
+        return LocalHub(cfg.queue_limit, cfg.expire_timeout, cfg.cleanup_interval,
+                        cfg.sender_queue_limit)
     from signalling.cluster import RedisHub
     from signalling.sessions import node_name
 
     hub = RedisHub(settings.REDIS_URL, settings.REDIS_PREFIX, node_name(), cfg.queue_limit,
-                   cfg.expire_timeout, cfg.cleanup_interval, lease=cfg.alive_timeout)
+                   cfg.expire_timeout, cfg.cleanup_interval, lease=cfg.alive_timeout,
+                   sender_queue_limit=cfg.sender_queue_limit)
     logger.info("cluster mode: node %s on %s", hub.node_id, settings.REDIS_PREFIX)
     return hub
 
 
 def reset_hub() -> None:
     """Forget the hub and the cached configuration (tests only)."""
-    global _hub
+    global _hub, _guard
     _hub = None
+    _guard = None
     get_config.cache_clear()
+
+
+_guard: IpGuard | None = None
+
+
+def get_ip_guard() -> IpGuard:
+    """The per-address admission guard of this process."""
+    global _guard
+    if _guard is None:
+        cfg = get_config()
+        _guard = IpGuard(cfg.max_sockets_per_ip, cfg.connect_rate, cfg.connect_burst)
+    return _guard

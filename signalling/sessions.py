@@ -21,6 +21,8 @@ from asgiref.sync import sync_to_async
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
+from signalling import metrics
+
 logger = logging.getLogger(__name__)
 
 TOUCH_INTERVAL = 30.0
@@ -68,6 +70,10 @@ class SessionRecorder:
         self._opened.append(info)
         self._ensure_task()
 
+    def wake(self) -> None:
+        """Make sure the writer runs (something other than sessions is pending)."""
+        self._ensure_task()
+
     def closed(self, info: SessionInfo, reason: str) -> None:
         """A registered peer went away, for ``reason``."""
         if info.disconnected_at is not None:
@@ -94,7 +100,7 @@ class SessionRecorder:
             await asyncio.sleep(FLUSH_INTERVAL)
             tick += 1
             touch = tick % ticks_per_touch == 0
-            if self.pending or touch:
+            if self.pending or touch or metrics.pending_hits:
                 await sync_to_async(self.write, thread_sensitive=False)(touch)
 
     def write(self, touch: bool = False) -> None:
@@ -106,6 +112,7 @@ class SessionRecorder:
             self._recover_once()
             self._insert(opened)
             self._finish(closed)
+            self._write_limit_hits()
             if touch:
                 self._touch(list(self._live))
         except DatabaseError:
@@ -154,6 +161,16 @@ class SessionRecorder:
                 disconnected_at=i.disconnected_at, last_seen=i.disconnected_at,
                 close_reason=i.close_reason, messages_in=i.messages_in,
                 messages_out=i.messages_out)
+
+    def _write_limit_hits(self) -> None:
+        from django.db.models import F
+
+        from signalling.models import LimitHit
+
+        now = timezone.now()
+        for (api_key, limit), count in metrics.take_pending().items():
+            row, _ = LimitHit.objects.get_or_create(api_key=api_key[:64], limit=limit)
+            LimitHit.objects.filter(pk=row.pk).update(count=F("count") + count, last_at=now)
 
     def _touch(self, infos: list[SessionInfo]) -> None:
         from signalling.models import PeerSession

@@ -1,0 +1,52 @@
+"""Per-address admission: concurrent sockets and connection rate for each client IP.
+
+Defaults are generous (a large office behind one NAT address must work out of the box);
+they exist to stop one address from exhausting the process.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from signalling.protocol import Errors
+from signalling.ratelimit import TokenBucket
+
+_MAX_TRACKED = 100_000
+
+
+class IpGuard:
+    """Counts open sockets and recent connection attempts per address."""
+
+    def __init__(self, max_sockets: int, rate: float, burst: float) -> None:
+        self.max_sockets = max_sockets
+        self.rate = rate
+        self.burst = burst
+        self._open: Counter[str] = Counter()
+        self._buckets: dict[str, TokenBucket] = {}
+
+    def admit(self, ip: str, now: float) -> str | None:
+        """Count a new socket from ``ip``; return an error text if it is refused.
+
+        A refused socket is not counted, so :meth:`release` is only for admitted ones.
+        """
+        bucket = self._buckets.get(ip)
+        if bucket is None:
+            if len(self._buckets) >= _MAX_TRACKED:
+                self._buckets.clear()
+            bucket = self._buckets[ip] = TokenBucket(self.rate, self.burst, now)
+        if not bucket.take(now):
+            return Errors.IP_RATE
+        if self._open[ip] >= self.max_sockets:
+            return Errors.IP_SOCKETS
+        self._open[ip] += 1
+        return None
+
+    def release(self, ip: str) -> None:
+        """An admitted socket from ``ip`` closed."""
+        self._open[ip] -= 1
+        if self._open[ip] <= 0:
+            del self._open[ip]
+
+    def open_sockets(self, ip: str) -> int:
+        """Sockets currently open from ``ip``."""
+        return self._open.get(ip, 0)

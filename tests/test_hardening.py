@@ -1,0 +1,94 @@
+"""Limits against hostile clients, on a real daphne: each refuses precisely and alone."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+
+from signalling.protocol import Errors
+from tests.servers import LiveServer, manage
+from tests.wsclient import closed_with, join, open_socket, recv, send
+
+StartServer = Callable[..., AbstractContextManager[LiveServer]]
+
+
+def limit_counts(server: LiveServer) -> dict[str, int]:
+    out = manage(server, "shell", "--no-imports", "-c",
+                 "import json; from signalling.models import LimitHit as L; "
+                 "print(json.dumps({h.limit: h.count for h in L.objects.all()}))")
+    return dict(json.loads(out.splitlines()[-1]))
+
+
+async def test_sockets_per_address_are_bounded(start_server: StartServer) -> None:
+    with start_server(MAX_SOCKETS_PER_IP="3") as server:
+        peers = [await join(server, f"p{i}") for i in range(3)]
+        extra = await open_socket(server, "p3")
+        assert await recv(extra) == {"type": "ERROR", "payload": {"msg": Errors.IP_SOCKETS}}
+        assert await closed_with(extra) == 1008
+        await send(peers[0], type="OFFER", dst="p1", payload="unaffected")
+        assert (await recv(peers[1]))["payload"] == "unaffected"
+        await peers[2].close()
+        await asyncio.sleep(0.3)
+        again = await join(server, "p3")
+        await asyncio.sleep(1.0)
+        assert limit_counts(server).get("per-address") == 1
+        for ws in (*peers[:2], again):
+            await ws.close()
+
+
+async def test_connection_rate_per_address_is_bounded(start_server: StartServer) -> None:
+    with start_server(CONNECT_RATE="1", CONNECT_BURST="3") as server:
+        peers = [await join(server, f"r{i}") for i in range(3)]
+        fast = await open_socket(server, "r3")
+        assert await recv(fast) == {"type": "ERROR", "payload": {"msg": Errors.IP_RATE}}
+        assert await closed_with(fast) == 1008
+        for ws in peers:
+            await ws.close()
+
+
+async def test_sender_with_too_much_queued_for_offline_peers_is_closed(
+        start_server: StartServer) -> None:
+    with start_server(SENDER_QUEUE_LIMIT="5") as server:
+        spammer, honest = await join(server, "S"), await join(server, "H")
+        for n in range(5):
+            await send(spammer, type="OFFER", dst=f"offline{n}", payload=n)
+        await send(honest, type="OFFER", dst="offline0", payload="honest")
+        await send(spammer, type="OFFER", dst="offline9", payload=9)
+        assert await recv(spammer) == {"type": "ERROR",
+                                       "payload": {"msg": Errors.SENDER_QUEUE_FULL}}
+        assert await closed_with(spammer) == 1008
+        late = await join(server, "offline0")
+        assert [(await recv(late))["payload"] for _ in range(2)] == [0, "honest"]
+        await honest.close()
+        await late.close()
+
+
+async def test_peer_that_never_reads_is_dropped_and_its_id_freed(
+        start_server: StartServer) -> None:
+    with start_server(SEND_BUFFER_LIMIT="65536", RATE_LIMIT="100000",
+                      RATE_BURST="100000") as server:
+        slow = await open_socket(server, "SLOW", token="slow", ping_interval=None)
+        assert await recv(slow) == {"type": "OPEN"}
+        slow.transport.pause_reading()
+        sender, other = await join(server, "SENDER"), await join(server, "OTHER")
+        chunk = "x" * 30_000
+        for _ in range(1500):  # ~45 MB: far beyond the kernel's socket buffers
+            await send(sender, type="CANDIDATE", dst="SLOW", payload=chunk)
+        await send(sender, type="OFFER", dst="OTHER", payload="fine")
+        assert (await recv(other, 20))["payload"] == "fine"
+        replacement = await join(server, "SLOW", token="new")
+        await replacement.close()
+        slow.transport.abort()
+        await sender.close()
+        await other.close()
+
+
+async def test_thousands_of_sockets_from_one_address_work_by_default(
+        start_server: StartServer) -> None:
+    with start_server() as server:
+        sockets = await asyncio.gather(*(join(server, f"office{i}") for i in range(1500)))
+        await send(sockets[0], type="OFFER", dst="office1499", payload="hello")
+        assert (await recv(sockets[1499]))["payload"] == "hello"
+        await asyncio.gather(*(ws.close() for ws in sockets))
