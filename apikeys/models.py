@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 
+from django.core.exceptions import ValidationError
 from django.db import models
+
+#: What a key may look like: the PeerJS id rule without spaces, since the key travels in
+#: URL paths and the classic 0.3.x client checks keys with the id rule.
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9]+(?:[_-][A-Za-z0-9]+)*$")
 
 
 def new_key_string() -> str:
@@ -12,11 +18,20 @@ def new_key_string() -> str:
     return secrets.token_hex(12)
 
 
+def validate_key_string(value: str) -> None:
+    """Refuse a key string PeerJS clients could not use."""
+    if not KEY_PATTERN.match(value):
+        raise ValidationError(
+            "Use letters and digits, optionally joined by single - or _ characters.",
+            code="invalid_key")
+
+
 class ApiKey(models.Model):
     """One tenant: its key string, whether it is active, and its limits."""
 
     name = models.CharField(max_length=100)
-    key = models.CharField(max_length=64, unique=True, default=new_key_string)
+    key = models.CharField(max_length=64, unique=True, default=new_key_string,
+                           validators=[validate_key_string])
     active = models.BooleanField(default=True)
     concurrent_limit = models.PositiveIntegerField(
         default=0, help_text="Most peers connected at once under this key; 0 means no "

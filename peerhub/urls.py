@@ -6,12 +6,14 @@ from django.conf import settings
 from django.contrib import admin
 from django.urls import path, re_path
 
+from apikeys.dashboard import dashboard
 from signalling import views
 
 _P = re.escape(settings.PEERHUB_PATH.lstrip("/"))
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("dashboard/", dashboard, name="peerhub-dashboard"),
     re_path(rf"^{_P}$", views.banner),
     re_path(rf"^{_P}(?P<key>[^/]+)/id/?$", views.new_id),
     re_path(rf"^{_P}(?P<key>[^/]+)/peers/?$", views.peers),

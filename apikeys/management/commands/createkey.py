@@ -2,8 +2,10 @@
 
 from typing import Any
 
-from django.core.management.base import BaseCommand, CommandParser
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apikeys.forms import normalise_origin
 from apikeys.models import ApiKey
 
 
@@ -21,13 +23,24 @@ class Command(BaseCommand):
         parser.add_argument("--queue", type=int, default=0, help="offline queue bound")
 
     def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            origins = [normalise_origin(o) for o in options["origin"]]
+        except ValidationError as exc:
+            raise CommandError(" ".join(exc.messages)) from exc
         fields: dict[str, Any] = {
             "name": options["name"], "concurrent_limit": options["limit"],
             "allow_discovery": options["discovery"],
-            "allowed_origins": "\n".join(options["origin"]),
+            "allowed_origins": "\n".join(origins),
             "rate_limit": options["rate"], "queue_limit": options["queue"],
         }
         if options["key"]:
             fields["key"] = options["key"]
-        row = ApiKey.objects.create(**fields)
+        row = ApiKey(**fields)
+        try:
+            row.full_clean()
+        except ValidationError as exc:
+            raise CommandError("; ".join(
+                f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items()
+            )) from exc
+        row.save()
         self.stdout.write(row.key)

@@ -1,0 +1,96 @@
+"""The API keys admin: live peers, usage totals, search, filters, (de)activation."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from django.contrib import admin, messages
+from django.db.models import Case, IntegerField, QuerySet, Value, When
+from django.http import HttpRequest
+
+from apikeys.forms import ApiKeyForm
+from apikeys.lifecycle import forget_keys, set_active
+from apikeys.live import live_peer_counts
+from apikeys.models import ApiKey
+from apikeys.usage import with_totals
+
+if TYPE_CHECKING:  # ModelAdmin is generic only in django-stubs
+    KeyAdminBase = admin.ModelAdmin[ApiKey]
+else:
+    KeyAdminBase = admin.ModelAdmin
+
+
+def with_live_counts(keys: QuerySet[ApiKey], live: dict[str, int]) -> QuerySet[ApiKey]:
+    """Annotate ``live_peers`` from a ``{key: count}`` snapshot (sortable in the list)."""
+    whens = [When(key=key, then=Value(n)) for key, n in live.items() if n]
+    return keys.annotate(live_peers=Case(*whens, default=Value(0),
+                                         output_field=IntegerField()))
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(KeyAdminBase):
+    """Keys with their live peers (from the hub) and all-time sessions and messages."""
+
+    form = ApiKeyForm
+    list_display = ("name", "key", "active", "allow_discovery", "concurrent_limit",
+                    "live", "sessions", "messages_total", "last_used")
+    list_filter = ("active", "allow_discovery")
+    search_fields = ("name", "key", "notes")
+    readonly_fields = ("created", "last_used")
+    actions = ("activate_keys", "deactivate_keys")
+    fieldsets = (
+        (None, {"fields": ("name", "key", "active", "notes")}),
+        ("Limits", {"fields": ("concurrent_limit", "rate_limit", "queue_limit")}),
+        ("Access", {"fields": ("allow_discovery", "allowed_origins")}),
+        ("Usage", {"fields": ("created", "last_used")}),
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ApiKey]:
+        """Keys with live counts (one hub call per page) and usage totals."""
+        keys = with_totals(super().get_queryset(request))
+        return with_live_counts(keys, live_peer_counts())
+
+    @admin.display(description="live peers", ordering="live_peers")
+    def live(self, obj: ApiKey) -> int:
+        """Peers connected under the key right now."""
+        return int(getattr(obj, "live_peers", 0))
+
+    @admin.display(description="sessions", ordering="session_count")
+    def sessions(self, obj: ApiKey) -> int:
+        """Peer sessions ever recorded under the key."""
+        return int(getattr(obj, "session_count", 0))
+
+    @admin.display(description="messages", ordering="message_count")
+    def messages_total(self, obj: ApiKey) -> int:
+        """Messages in and out over all its recorded sessions."""
+        return int(getattr(obj, "message_count", 0))
+
+    @admin.action(description="Activate selected keys")
+    def activate_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        """Let the keys connect again."""
+        count = set_active(queryset, True)
+        self.message_user(request, f"Activated {count} key(s).", messages.SUCCESS)
+
+    @admin.action(description="Deactivate selected keys (disconnects their peers)")
+    def deactivate_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        """Refuse new connections and close the keys' live peers within seconds."""
+        count = set_active(queryset, False)
+        self.message_user(request, f"Deactivated {count} key(s); their live peers are being "
+                          "disconnected.", messages.WARNING)
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        """Save, then drop cached tenants for the key (and its old string if renamed)."""
+        old = form.initial.get("key") if change else None
+        super().save_model(request, obj, form, change)
+        forget_keys(k for k in (old, obj.key) if k)
+
+    def delete_model(self, request: HttpRequest, obj: ApiKey) -> None:
+        """Delete; its live peers are closed by the key watcher."""
+        super().delete_model(request, obj)
+        forget_keys([obj.key])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        """Bulk delete; forget the cached tenants."""
+        keys = list(queryset.values_list("key", flat=True))
+        super().delete_queryset(request, queryset)
+        forget_keys(keys)

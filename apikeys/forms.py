@@ -1,0 +1,37 @@
+"""The admin's form for an API key: origins are checked and written one per line."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from apikeys.models import ApiKey
+
+
+def normalise_origin(text: str) -> str:
+    """``https://App.example.com/`` -> ``https://app.example.com``; raise if not an origin."""
+    parts = urlsplit(text.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError(f"{text!r} is not an origin like https://app.example.com")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValidationError(f"{text!r} has more than scheme, host and port")
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}"
+
+
+class ApiKeyForm(forms.ModelForm):
+    """Edit one key; ``allowed_origins`` is normalised to one origin per line."""
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "key", "active", "concurrent_limit", "allow_discovery",
+                  "allowed_origins", "rate_limit", "queue_limit", "notes"]
+
+    def clean_allowed_origins(self) -> str:
+        """Each line must be an origin; duplicates go."""
+        lines = str(self.cleaned_data.get("allowed_origins", "")).splitlines()
+        origins = [normalise_origin(line) for line in lines if line.strip()]
+        return "\n".join(dict.fromkeys(origins))
