@@ -1,0 +1,120 @@
+"""Bad tenant input: each case gets its precise PeerJS answer, is logged once, and no
+other tenant notices.
+
+One server; a pair of bystander peers under their own key keep talking between cases.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import urllib.error
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+from websockets.asyncio.client import ClientConnection
+from websockets.typing import Origin
+
+from signalling.protocol import Errors
+from tests.servers import LiveServer, run_server
+from tests.test_apikeys_helpers import log_lines, make_keys
+from tests.wsclient import closed_with, join, open_socket, recv, send
+
+INVALID_KEY = {"type": "INVALID-KEY", "payload": {"msg": Errors.INVALID_KEY}}
+UNKNOWN_LOG = "refused websocket: unknown or inactive key"
+ORIGIN_LOG = "refused websocket: origin not allowed"
+LIMIT_LOG = "limit 'concurrent' refused a client"
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str
+    frame: dict[str, Any]
+    log: str
+    origin: str | None = None
+
+
+CASES = {
+    "unknown key": Case("nosuchkey", INVALID_KEY, UNKNOWN_LOG),
+    "deactivated key": Case("switched-off", INVALID_KEY, UNKNOWN_LOG),
+    "odd characters": Case("ké y/?&%00<script>", INVALID_KEY, UNKNOWN_LOG),
+    "10,000 characters": Case("k" * 10_000, INVALID_KEY, UNKNOWN_LOG),
+    "wrong origin": Case("fenced", {"type": "ERROR",
+                                    "payload": {"msg": Errors.ORIGIN_NOT_ALLOWED}},
+                         ORIGIN_LOG, origin="https://evil.example"),
+}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, template_db: Path
+           ) -> Iterator[LiveServer]:
+    with run_server(tmp_path_factory.mktemp("bad"), template_db) as live:
+        make_keys(live, {"name": "calm", "key": "calm"},
+                  {"name": "off", "key": "switched-off", "active": False},
+                  {"name": "fenced", "key": "fenced", "allowed_origins": "https://ok.example"},
+                  {"name": "tiny", "key": "tiny", "concurrent_limit": 1})
+        yield live
+
+
+@pytest.fixture
+async def bystanders(server: LiveServer) -> AsyncIterator[tuple[ClientConnection, ...]]:
+    pair = (await join(server, "x", key="calm"), await join(server, "y", key="calm"))
+    yield pair
+    await still_talking(*pair)
+    for ws in pair:
+        await ws.close()
+
+
+async def still_talking(a: ClientConnection, b: ClientConnection) -> None:
+    await send(a, type="CANDIDATE", dst="y", payload="still here")
+    assert await recv(b) == {"type": "CANDIDATE", "src": "x", "dst": "y",
+                             "payload": "still here"}
+
+
+async def settled_log(server: LiveServer, needle: str, since: int) -> list[str]:
+    await asyncio.sleep(0.3)  # let the server's log line reach the file
+    return log_lines(server, needle, since)
+
+
+@pytest.mark.parametrize("name", list(CASES))
+async def test_bad_key_input_gets_its_error_is_logged_once_and_harms_no_one(
+        server: LiveServer, bystanders: tuple[ClientConnection, ...], name: str) -> None:
+    case = CASES[name]
+    since = len(server.log())
+    ws = await open_socket(server, "intruder", key=case.key,
+                           origin=Origin(case.origin) if case.origin else None)
+    assert await recv(ws) == case.frame
+    assert await closed_with(ws) == 1008
+    assert len(await settled_log(server, case.log, since)) == 1
+    assert case.key not in server.log()[since:]  # keys are not logged above DEBUG
+    assert "Traceback" not in server.log()[since:]
+    await still_talking(*bystanders)
+
+
+async def test_over_a_keys_limit_gets_the_limit_error_is_logged_once_and_harms_no_one(
+        server: LiveServer, bystanders: tuple[ClientConnection, ...]) -> None:
+    holder = await join(server, "first", key="tiny")
+    since = len(server.log())
+    ws = await open_socket(server, "second", key="tiny")
+    assert await recv(ws) == {"type": "ERROR",
+                              "payload": {"msg": Errors.CONNECTION_LIMIT_EXCEED}}
+    assert await closed_with(ws) == 1008
+    assert len(await settled_log(server, LIMIT_LOG, since)) == 1
+    assert "tiny" not in server.log()[since:]
+    assert "Traceback" not in server.log()[since:]
+    await send(holder, type="CANDIDATE", dst="first", payload="own")
+    assert (await recv(holder))["payload"] == "own"
+    await still_talking(*bystanders)
+    await holder.close()
+
+
+@pytest.mark.parametrize("key", ["nosuchkey", "switched-off", "k" * 5_000, "ké y"])
+def test_bad_key_on_http_is_401(server: LiveServer, key: str) -> None:
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{server.base_url}{quote(key)}/id", timeout=5)
+    assert refused.value.code == 401
+    assert refused.value.read() == b"Unauthorized"
