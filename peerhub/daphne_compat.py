@@ -31,9 +31,11 @@ _send_buffer_limit = 2 * 1024 * 1024
 
 
 def buffered_bytes(transport: Any) -> int:
-    """Bytes written to a Twisted transport and not yet taken by the kernel."""
+    """Bytes a Twisted transport tried to write and the kernel refused (its socket buffer
+    is full). Writes made during the current reactor tick are not counted: a burst to a
+    peer that reads is not a slow peer."""
     pending = len(getattr(transport, "dataBuffer", b"")) - getattr(transport, "offset", 0)
-    return int(pending + getattr(transport, "_tempDataLen", 0))
+    return int(pending)
 
 
 def _server_send(self: Any, content: Any, binary: bool = False) -> None:
