@@ -35,6 +35,7 @@ __all__ = ["Peer", "PeerOptions", "PeerStateError"]
 log = logging.getLogger(__name__)
 
 MAX_LOST_IDS = 256
+TAKEOVER_GRACE = 2.0
 MAX_LOST_PER_ID = 64
 _DEBUG_LEVELS = {1: logging.ERROR, 2: logging.WARNING, 3: logging.DEBUG}
 ID_HINT = (
@@ -95,6 +96,8 @@ class Peer(EventEmitter):
         self._connections: dict[str, list[BaseConnection]] = {}
         self._lost: dict[str, list[dict[str, Any]]] = {}
         self._socket: SignallingSocket | None = None
+        self._socket_closing: asyncio.Task[Any] | None = None
+        self._takeover: asyncio.Task[Any] | None = None
         self._outbox: list[dict[str, Any]] = []
         self._tasks = TaskSet("peer")
         self._ready: asyncio.Future[Peer] | None = None
@@ -140,6 +143,7 @@ class Peer(EventEmitter):
         return await fetch_id(o.host, o.port, o.path, o.secure, o.key)
 
     async def _connect_socket(self, peer_id: str) -> None:
+        await self._previous_socket_closed()
         o = self.options
         socket = SignallingSocket(
             self._handle_message, self._socket_lost, ping_interval=o.ping_interval
@@ -154,6 +158,22 @@ class Peer(EventEmitter):
         except SocketError as exc:
             if self._socket is socket:
                 self._abort(PeerErrorType.SOCKET_ERROR, str(exc))
+            return
+        if self._last_server_id is not None:
+            self._takeover = self._spawn(self._takeover_fallback(socket), "takeover")
+
+    async def _previous_socket_closed(self) -> None:
+        """Let the old socket finish closing, so the server forgets it before we return."""
+        closing, self._socket_closing = self._socket_closing, None
+        if closing is not None and not closing.done():
+            await asyncio.wait([closing], timeout=TAKEOVER_GRACE)
+
+    async def _takeover_fallback(self, socket: SignallingSocket) -> None:
+        """peerjs-server sends no OPEN when the same id+token takes over a live registration."""
+        await asyncio.sleep(TAKEOVER_GRACE)
+        if self._socket is socket and not socket.closed and not self.open and not self.disconnected:
+            log.info("no OPEN after reconnecting as %s: the server kept our registration", self.id)
+            self._on_open({})
 
     def _socket_lost(self, reason: str) -> None:
         log.debug("server socket lost: %s", reason)
@@ -243,10 +263,16 @@ class Peer(EventEmitter):
         self.destroyed = True
         self.emit("close")
 
+    def _cancel_takeover(self) -> None:
+        takeover, self._takeover = self._takeover, None
+        if takeover is not None and takeover is not asyncio.current_task():
+            takeover.cancel()
+
     def _close_socket(self) -> None:
+        self._cancel_takeover()
         socket, self._socket = self._socket, None
         if socket is not None:
-            self._spawn(socket.close(), "socket-close")
+            self._socket_closing = self._spawn(socket.close(), "socket-close")
 
     # ------------------------------------------------------------------ errors
 
@@ -357,6 +383,9 @@ class Peer(EventEmitter):
             log.warning("ignoring server message of type %r", kind)
 
     def _on_open(self, msg: dict[str, Any]) -> None:
+        self._cancel_takeover()
+        if self.open:
+            return
         self.open = True
         self._last_server_id = self.id
         if self._ready is not None and not self._ready.done():

@@ -88,3 +88,34 @@ async def test_server_restart_gives_network_error_then_reconnect_with_same_id(
         async with peers(srv, None, key="sekrit") as (other,):
             conn = await wait(other.connect("survivor"))
             assert conn.open
+
+
+@pytest.mark.parametrize("ping_interval", [0.3])
+async def test_heartbeats_keep_the_peer_registered_past_the_alive_timeout(
+    node: str, tmp_path: Any, ping_interval: float
+) -> None:
+    srv = ReferenceServer(node, tmp_path, extra=["--alive_timeout", "1200"])
+    await asyncio.to_thread(srv.start)
+    try:
+        async with peers(srv, "beating", ping_interval=ping_interval) as (peer,):
+            errors = collector(peer, "error")
+            await asyncio.sleep(3)  # the server checks every 300 ms
+            assert peer.open and errors == []
+            async with peers(srv, None) as (other,):
+                conn = await wait(other.connect("beating"))
+                assert conn.open
+    finally:
+        srv.stop()
+
+
+async def test_without_heartbeats_the_server_drops_the_peer(node: str, tmp_path: Any) -> None:
+    srv = ReferenceServer(node, tmp_path, extra=["--alive_timeout", "1200"])
+    await asyncio.to_thread(srv.start)
+    try:
+        async with peers(srv, "silent", ping_interval=60) as (peer,):
+            disconnected = next_event(peer, "disconnected")
+            errors = collector(peer, "error")
+            await wait(disconnected, 5)
+            assert [e.type for e in errors] == ["network"]
+    finally:
+        srv.stop()
