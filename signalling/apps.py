@@ -8,3 +8,7 @@ class SignallingConfig(AppConfig):
 
     name = "signalling"
     verbose_name = "Signalling"
+
+    def ready(self) -> None:
+        """Register the system checks."""
+        from signalling import checks  # noqa: F401
