@@ -44,6 +44,14 @@ class ApiKey(models.Model):
         default=0, help_text="Messages per second per peer; 0: the server's RATE_LIMIT.")
     queue_limit = models.PositiveIntegerField(
         default=0, help_text="Messages kept per offline destination; 0: QUEUE_LIMIT.")
+    require_signed_tokens = models.BooleanField(
+        default=False, help_text="Accept only PeerJS tokens minted by your backend with "
+        "this key's signing secret (HMAC over key, peer id and expiry).")
+    token_secret = models.CharField(
+        max_length=64, blank=True, editable=False,
+        help_text="Signing secret for tokens; shown once when generated.")
+    stun_urls = models.TextField(
+        blank=True, help_text="STUN servers for GET {path}{key}/ice, one URL per line.")
     created = models.DateTimeField(auto_now_add=True)
     last_used = models.DateTimeField(null=True, blank=True)
     notes = models.TextField(blank=True)
@@ -54,6 +62,15 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.key})"
+
+    def rotate_token_secret(self) -> str:
+        """Set and return a new signing secret (the caller shows it once)."""
+        self.token_secret = secrets.token_urlsafe(32)
+        return self.token_secret
+
+    def stun_list(self) -> list[str]:
+        """The key's STUN server URLs."""
+        return [u.strip() for u in self.stun_urls.splitlines() if u.strip()]
 
     def origin_list(self) -> list[str]:
         """The allowed origins as a list (empty means any origin)."""

@@ -26,6 +26,9 @@ class Tenant:
     allowed_origins: tuple[str, ...]
     rate_limit: int
     queue_limit: int
+    signing_secret: str = ""
+    stun_urls: tuple[str, ...] = ()
+    signed_tokens_required: bool = False
 
     def allows_origin(self, origin: str | None) -> bool:
         """Tell whether a request from ``origin`` may use this key."""
@@ -41,8 +44,11 @@ class Tenant:
 
 def tenant_from_row(row: ApiKey) -> Tenant:
     """Snapshot an :class:`ApiKey` row."""
+    secret = row.token_secret if row.require_signed_tokens else ""
     return Tenant(row.key, row.concurrent_limit, row.allow_discovery,
-                  tuple(row.origin_list()), row.rate_limit, row.queue_limit)
+                  tuple(row.origin_list()), row.rate_limit, row.queue_limit,
+                  signing_secret=secret, stun_urls=tuple(row.stun_list()),
+                  signed_tokens_required=row.require_signed_tokens)
 
 
 def load_tenant(key: str) -> Tenant | None:

@@ -17,6 +17,7 @@ urlpatterns = [
     re_path(rf"^{_P}$", views.banner),
     re_path(rf"^{_P}(?P<key>[^/]+)/id/?$", views.new_id),
     re_path(rf"^{_P}(?P<key>[^/]+)/peers/?$", views.peers),
+    re_path(rf"^{_P}(?P<key>[^/]+)/ice/?$", views.ice_servers),
     re_path(rf"^{_P}(?P<key>[^/]+)/(?P<peer_id>[^/]+)/(?P<token>[^/]+)/id/?$",
             views.legacy_stream),
     re_path(rf"^{_P}(?P<key>[^/]+)/(?P<peer_id>[^/]+)/(?P<token>[^/]+)/"

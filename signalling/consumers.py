@@ -26,6 +26,7 @@ from signalling.metrics import limit_hit
 from signalling.ratelimit import TokenBucket
 from signalling.runtime import get_hub, get_ip_guard
 from signalling.sessions import SessionInfo, get_recorder
+from signalling.tokens import verify_token
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,11 @@ class PeerConsumer(AsyncConsumer):
         if tenant is None:
             logger.info("refused websocket: unknown or inactive key")
             await self.shut(p.INVALID_KEY_FRAME, CLOSE_POLICY)
+            return False
+        if tenant.signed_tokens_required and not verify_token(
+                tenant.signing_secret, tenant.key, self.peer_id, self.token, time.time()):
+            limit_hit(tenant.key, "signed token", self.scope)
+            await self.shut(p.error_frame(p.Errors.INVALID_TOKEN), CLOSE_POLICY)
             return False
         if not tenant.allows_origin(header(self.scope, b"origin")):
             logger.info("refused websocket: origin not allowed")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator
 
 import orjson
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -20,6 +22,7 @@ from signalling.decisions import Claim
 from signalling.hub import Limits
 from signalling.legacy import Sender, StreamEndpoint
 from signalling.runtime import get_hub
+from signalling.tokens import turn_credentials, verify_token
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +80,37 @@ async def peers(request: HttpRequest, key: str) -> HttpResponse:
     return _json(await get_hub().peer_ids(key))
 
 
+@require_GET
+async def ice_servers(request: HttpRequest, key: str) -> HttpResponse:
+    """``GET {path}{key}/ice?id=PEER[&token=T]``: ``iceServers`` for that key and peer.
+
+    The key's STUN servers, plus short-lived TURN credentials (coturn REST API) when
+    TURN_URLS and TURN_SECRET are configured. A key that requires signed tokens also
+    requires a valid ``token`` for the ``id`` here.
+    """
+    tenant = await _tenant_for(request, key)
+    if tenant is None:
+        return HttpResponse(UNAUTHORIZED, content_type="text/plain", status=401)
+    peer_id = request.GET.get("id", "")
+    if await _token_refused(tenant, peer_id, request.GET.get("token", "")):
+        return HttpResponse(p.Errors.INVALID_TOKEN, content_type="text/plain", status=401)
+    servers: list[dict[str, object]] = []
+    if tenant.stun_urls:
+        servers.append({"urls": list(tenant.stun_urls)})
+    if settings.PEERHUB_TURN_URLS and settings.PEERHUB_TURN_SECRET and peer_id:
+        ttl = settings.PEERHUB_TURN_TTL
+        username, credential = turn_credentials(settings.PEERHUB_TURN_SECRET, peer_id,
+                                                int(time.time()) + ttl)
+        servers.append({"urls": settings.PEERHUB_TURN_URLS, "username": username,
+                        "credential": credential})
+    return _json({"iceServers": servers, "ttl": settings.PEERHUB_TURN_TTL})
+
+
+async def _token_refused(tenant: Tenant, peer_id: str, token: str) -> bool:
+    return tenant.signed_tokens_required and not verify_token(
+        tenant.signing_secret, tenant.key, peer_id, token, time.time())
+
+
 @csrf_exempt
 @require_POST
 async def legacy_signal(request: HttpRequest, key: str, peer_id: str, token: str,
@@ -107,6 +141,8 @@ async def legacy_stream(request: HttpRequest, key: str, peer_id: str,
     tenant = await _tenant_for(request, key)
     if tenant is None:
         return HttpResponse(p.Errors.INVALID_KEY, content_type="text/plain", status=401)
+    if await _token_refused(tenant, peer_id, token):
+        return HttpResponse(p.Errors.INVALID_TOKEN, content_type="text/plain", status=401)
     hub = get_hub()
     holder = await hub.holder_token(key, peer_id)
     if holder is not None:
