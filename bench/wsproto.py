@@ -1,0 +1,147 @@
+"""Just enough RFC 6455 for a load generator: the client handshake and frames.
+
+The generator must be cheaper than the servers it drives, so frames are built and
+parsed here by hand instead of through a full websocket library. Client frames carry
+an all-zero masking key: valid framing that both servers unmask as usual, while the
+generator skips the XOR. Server frames are never masked.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import struct
+from collections.abc import Callable
+from urllib.parse import quote
+
+OP_CONTINUATION = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+_ZERO_MASK = b"\x00\x00\x00\x00"
+_HEADER_END = b"\r\n\r\n"
+
+
+class HandshakeError(ConnectionError):
+    """The server did not answer the upgrade with ``101 Switching Protocols``."""
+
+
+def peerjs_path(mount: str, key: str, peer_id: str, token: str) -> str:
+    """The PeerJS websocket request target, e.g. ``/peerjs?key=peerjs&id=A&token=T``."""
+    query = f"key={quote(key)}&id={quote(peer_id)}&token={quote(token)}"
+    return f"{mount}peerjs?{query}"
+
+
+def upgrade_request(host: str, port: int, target: str) -> bytes:
+    """The HTTP/1.1 upgrade request for ``target``."""
+    nonce = base64.b64encode(os.urandom(16)).decode()
+    return (
+        f"GET {target} HTTP/1.1\r\n"
+        f"Host: {host}:{port}\r\n"
+        "Upgrade: websocket\r\n"
+        "Connection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {nonce}\r\n"
+        "Sec-WebSocket-Version: 13\r\n"
+        "\r\n"
+    ).encode()
+
+
+def split_response(buffer: bytes) -> tuple[bytes, bytes] | None:
+    """Split ``buffer`` into (response head, rest) once the head is complete."""
+    end = buffer.find(_HEADER_END)
+    if end < 0:
+        return None
+    return buffer[:end], buffer[end + len(_HEADER_END):]
+
+
+def check_switching(head: bytes) -> None:
+    """Raise :class:`HandshakeError` unless ``head`` is a 101 response."""
+    status = head.split(b"\r\n", 1)[0]
+    parts = status.split(b" ", 2)
+    if len(parts) < 2 or parts[1] != b"101":
+        raise HandshakeError(status.decode("latin-1", "replace"))
+
+
+def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
+    """One final, masked (with a zero key) client frame."""
+    n = len(payload)
+    first = 0x80 | opcode
+    if n < 126:
+        head = struct.pack("!BB", first, 0x80 | n)
+    elif n < 0x10000:
+        head = struct.pack("!BBH", first, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", first, 0x80 | 127, n)
+    return head + _ZERO_MASK + payload
+
+
+def close_frame(code: int = 1000) -> bytes:
+    """A client close frame with ``code``."""
+    return client_frame(struct.pack("!H", code), OP_CLOSE)
+
+
+FrameSink = Callable[[int, bytes], None]
+
+
+class FrameParser:
+    """Incremental parser for server frames; calls ``sink(opcode, payload)`` per frame.
+
+    Fragmented messages are reassembled; control frames between fragments pass
+    straight through.
+    """
+
+    __slots__ = ("_buf", "_fragments", "_frag_opcode", "_sink")
+
+    def __init__(self, sink: FrameSink):
+        self._buf = b""
+        self._sink = sink
+        self._fragments: list[bytes] = []
+        self._frag_opcode = 0
+
+    def feed(self, data: bytes) -> None:
+        """Consume ``data`` and emit every frame it completes."""
+        buf = self._buf + data if self._buf else data
+        pos = self._parse(buf)
+        self._buf = buf[pos:]
+
+    def _parse(self, buf: bytes) -> int:
+        pos, end = 0, len(buf)
+        while end - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1]
+            n = b1 & 0x7F
+            head = 2
+            if n == 126:
+                if end - pos < 4:
+                    break
+                n = (buf[pos + 2] << 8) | buf[pos + 3]
+                head = 4
+            elif n == 127:
+                if end - pos < 10:
+                    break
+                n = struct.unpack_from("!Q", buf, pos + 2)[0]
+                head = 10
+            if b1 & 0x80:
+                head += 4  # servers must not mask; tolerate it by skipping the key
+            if end - pos < head + n:
+                break
+            payload = buf[pos + head:pos + head + n]
+            pos += head + n
+            self._frame(b0, payload)
+        return pos
+
+    def _frame(self, b0: int, payload: bytes) -> None:
+        opcode = b0 & 0x0F
+        final = bool(b0 & 0x80)
+        if opcode >= OP_CLOSE or (final and opcode != OP_CONTINUATION):
+            self._sink(opcode, payload)
+            return
+        if opcode != OP_CONTINUATION:
+            self._frag_opcode = opcode
+        self._fragments.append(payload)
+        if final:
+            whole = b"".join(self._fragments)
+            self._fragments.clear()
+            self._sink(self._frag_opcode, whole)
