@@ -62,17 +62,23 @@ def read_stacks(path: Path) -> Counter[tuple[str, ...]]:
     return stacks
 
 
+#: Leaf frames that mean "waiting for work" (py-spy does not always drop them).
+IDLE_LEAVES = ("EpollSelector.select (selectors.py)", "_worker (concurrent/futures/thread.py)")
+
+
 def summarise(stacks: Counter[tuple[str, ...]], top: int = 20) -> str:
     """The functions with the most samples: on top of the stack (self) and anywhere
-    in it (inclusive), as percentages of all samples."""
-    total = sum(stacks.values()) or 1
+    in it (inclusive), as percentages of the busy samples (idle waits left out)."""
+    busy = {s: n for s, n in stacks.items() if s[-1] not in IDLE_LEAVES}
+    idle = sum(stacks.values()) - sum(busy.values())
+    total = sum(busy.values()) or 1
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
-    for stack, n in stacks.items():
+    for stack, n in busy.items():
         own[stack[-1]] += n
         for frame in set(stack):
             inclusive[frame] += n
-    lines = [f"{total} samples", "", "self %  function"]
+    lines = [f"{total} busy samples ({idle} idle waits left out)", "", "self %  function"]
     lines += [f"{100 * n / total:6.1f}  {f}" for f, n in own.most_common(top)]
     lines += ["", "incl %  function"]
     lines += [f"{100 * n / total:6.1f}  {f}" for f, n in inclusive.most_common(top)]

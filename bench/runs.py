@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +70,12 @@ def both_servers(run: Run) -> Iterator[dict[str, servers.Server]]:
         raise
     with servers.running_all([ref, hub]):
         yield {PEERHUB: hub, PEERJS: ref}
+
+
+async def settle(procs: dict[str, servers.Server]) -> None:
+    """Wait until every server is idle, so one measurement's tail misses the next."""
+    for name, srv in procs.items():
+        await scenarios.wait_idle(name, srv.pid)
 
 
 def alternating(names: list[str], rep: int) -> list[str]:
@@ -130,7 +136,7 @@ async def bursts(run: Run, procs: dict[str, servers.Server], pairs: dict[str, sc
                         sample.lost)
             if rep > 0:
                 run.results[name].bursts.append(sample)
-            await asyncio.sleep(0.3)
+            await settle(procs)
 
 
 async def latencies(run: Run, procs: dict[str, servers.Server],
@@ -139,6 +145,7 @@ async def latencies(run: Run, procs: dict[str, servers.Server],
     sizes = run.sizes
     for rep in range(sizes.latency_reps):
         for name in alternating(list(procs), rep):
+            await settle(procs)
             sample = await scenarios.measure_latency(pairs[name], tallies[name],
                                                      sizes.latency_rate, sizes.latency_seconds)
             logger.info("%s latency rep %d: p50 %.2f ms p99 %.2f ms (%d/%d)", name, rep,
@@ -200,9 +207,22 @@ async def phase_capacity(run: Run) -> None:
     """Step up heartbeating peers on a fresh process of each server in turn."""
     for name in (PEERHUB, PEERJS):
         with servers.running(start_fresh(run, name)) as srv:
+            hook = None
+            if name == PEERHUB and run.profile_dir is not None:
+                hook = profile_hold(run, srv)
             result = await scenarios.measure_capacity(srv.target(), srv.pid,
-                                                      f"{run.prefix}h", run.sizes)
+                                                      f"{run.prefix}h", run.sizes, hook)
         run.results[name].capacity = result
+
+
+def profile_hold(run: Run, srv: servers.Server, seconds: float = 20.0
+                 ) -> Callable[[], Awaitable[None]]:
+    """A step hook that records peerhub while the CPU step's peers heartbeat."""
+
+    async def hook() -> None:
+        await profiled(run, srv, "hold", asyncio.sleep(seconds))
+
+    return hook
 
 
 # --- phase 3: cluster ---------------------------------------------------------------

@@ -13,7 +13,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from bench import stats
@@ -69,6 +69,22 @@ class Meters:
         return sum(m.cpu for m in self.servers)
 
 
+async def wait_idle(name: str, pid: int, below: float = 0.05, window: float = 0.5,
+                    limit: float = 60.0) -> float:
+    """Wait until ``pid`` uses under ``below`` of a core over ``window`` seconds (at most
+    ``limit`` seconds); return how long that took."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < limit:
+        before = sample(pid)
+        await asyncio.sleep(window)
+        if cpu_share(before, sample(pid)) < below:
+            break
+    waited = time.perf_counter() - start
+    if waited > 2 * window:
+        logger.info("%s took %.1f s to go idle", name, waited)
+    return waited
+
+
 # --- connections per second ---------------------------------------------------------
 
 
@@ -96,7 +112,7 @@ async def measure_connects(target: Target, pid: int, prefix: str, sizes: Sizes
         logger.warning("%s: %d connections failed: %s", target.name,
                        sum(result.failures.values()), dict(result.failures))
     close_all(result.peers)
-    await asyncio.sleep(1.0)  # let the server forget them before the next repetition
+    await wait_idle(target.name, pid)  # the disconnects' cost stays out of the next rep
     return ConnectSample(result.rate, len(result.peers), sum(result.failures.values()),
                          meters.server_cpu, meters.generator.cpu)
 
@@ -244,6 +260,7 @@ class Crowd:
         self.tally = Tally()
         self.peers: list[Peer] = []
         self.heartbeat = Heartbeat(self.peers, sizes.heartbeat_interval)
+        self.at_cpu_step: StepHook | None = None
 
     async def grow_to(self, count: int) -> str:
         """Open peers until there are ``count``; return a problem description or ''."""
@@ -302,12 +319,17 @@ async def measure_cpu(pid: int, window: float, windows: int) -> list[float]:
     return shares
 
 
-async def measure_capacity(target: Target, pid: int, prefix: str, sizes: Sizes
-                           ) -> CapacityResult:
-    """Step up heartbeating peers; at ``cpu_peers`` read CPU and RSS growth per peer."""
+StepHook = Callable[[], Awaitable[None]]
+
+
+async def measure_capacity(target: Target, pid: int, prefix: str, sizes: Sizes,
+                           at_cpu_step: StepHook | None = None) -> CapacityResult:
+    """Step up heartbeating peers; at ``cpu_peers`` read CPU and RSS growth per peer
+    (then run ``at_cpu_step``, e.g. a profiler, while those peers are still held)."""
     await warm_up(target, prefix + "w")
     base_rss = rss_bytes(pid)
     crowd = Crowd(target, prefix, sizes)
+    crowd.at_cpu_step = at_cpu_step
     crowd.heartbeat.start()
     result = CapacityResult(cpu_peers=sizes.cpu_peers)
     try:
@@ -336,6 +358,8 @@ async def hold_step(crowd: Crowd, step: int, pid: int, base_rss: int,
         sizes = crowd.sizes
         result.cpu_shares = await measure_cpu(pid, sizes.cpu_window, sizes.cpu_windows)
         result.rss_per_peer = (rss_bytes(pid) - base_rss) / step
+        if crowd.at_cpu_step is not None:
+            await crowd.at_cpu_step()
     return crowd.problems() or await crowd.probe()
 
 
@@ -397,6 +421,8 @@ async def measure_cluster(node_a: Target, node_b: Target, pids: Sequence[int], p
             return ClusterResult(False, "cluster mode not available")
         result = ClusterResult(True)
         for rep in range(sizes.cluster_reps):
+            for n, pid in enumerate(pids):
+                await wait_idle(f"node {n}", pid)
             result.samples.append(await measure_burst(
                 pairs, tally, pids, sizes.burst_messages, rep, sizes.timeout))
         return result
