@@ -8,7 +8,13 @@ raises on 1008 (policy violation) or 1009 (message too big); daphne then reports
 exception as 1011. This sends the close frame directly for the codes RFC 6455 allows
 an endpoint to send, and leaves everything else to daphne.
 
-2. A bounded send buffer. Twisted buffers whatever is written to a socket the peer does
+2. Sending to a socket that is already closing. Autobahn raises ``Disconnected`` when a
+frame is sent after the closing handshake began but before daphne noticed the close;
+that exception would land in whichever consumer was delivering to the socket (another
+peer's relay) and kill it. Such frames are dropped: the closing socket's own consumer
+learns of the close through ``websocket.disconnect``.
+
+3. A bounded send buffer. Twisted buffers whatever is written to a socket the peer does
 not read, without limit. A socket with more than ``limit`` bytes waiting is dropped,
 so a peer that never reads cannot grow the server's memory.
 """
@@ -39,6 +45,8 @@ def buffered_bytes(transport: Any) -> int:
 
 
 def _server_send(self: Any, content: Any, binary: bool = False) -> None:
+    if self.state not in (self.STATE_OPEN, self.STATE_CONNECTING):
+        return
     if self.transport is not None and buffered_bytes(self.transport) > _send_buffer_limit:
         logger.warning("dropping a websocket that does not read (%d bytes waiting)",
                        buffered_bytes(self.transport))
@@ -48,6 +56,8 @@ def _server_send(self: Any, content: Any, binary: bool = False) -> None:
 
 
 def _server_close(self: Any, code: int | None = None) -> None:
+    if self.state not in (self.STATE_OPEN, self.STATE_CONNECTING):
+        return
     if code in SENDABLE_CODES:
         self.sendCloseFrame(code=code, isReply=False)
     else:

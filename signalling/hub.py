@@ -153,7 +153,7 @@ class LocalHub:
         try:
             self._queue.push(src.key, dst, src.peer_id, frame, time.monotonic())
         except QueueFull:
-            logger.info("an offline queue is full; EXPIRE to its sender")
+            logger.debug("an offline queue is full; EXPIRE to its sender")
             await src.deliver(expire_frame(dst, src.peer_id))
         except SenderQueueFull:
             await self.refuse_sender(src)

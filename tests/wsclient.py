@@ -14,9 +14,14 @@ from tests.servers import LiveServer
 
 async def open_socket(server: LiveServer, peer_id: str, token: str = "tok",
                       key: str = "peerjs", **kwargs: Any) -> ClientConnection:
-    """Open a websocket for ``peer_id`` without reading anything."""
+    """Open a websocket for ``peer_id`` without reading anything.
+
+    The client sends no keepalive pings of its own (the server pings it); on a loaded
+    machine they would time out in the test process, not in the server.
+    """
+    kwargs.setdefault("ping_interval", None)
     return await connect(server.ws_url(peer_id, token, key), max_size=None,
-                         open_timeout=5, **kwargs)
+                         open_timeout=10, **kwargs)
 
 
 async def join(server: LiveServer, peer_id: str, token: str = "tok",
