@@ -45,7 +45,12 @@ def daphne_argv() -> list[str]:
 def main() -> None:
     """Run daphne in this process."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peerhub.settings")
+    import daphne.cli
     from daphne.cli import CommandLineInterface
+
+    from peerhub.logredact import RedactingAccessLog
+
+    daphne.cli.AccessLogGenerator = RedactingAccessLog
 
     argv = daphne_argv()
     print(f"peerhub: serving on {env_str('HOST', '0.0.0.0')}:{env_int('PORT', 9000)}",

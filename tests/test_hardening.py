@@ -105,3 +105,29 @@ async def test_thousands_of_sockets_from_one_address_work_by_default(
         await send(sockets[0], type="OFFER", dst="office1999", payload="hello")
         assert (await recv(sockets[1999]))["payload"] == "hello"
         await asyncio.gather(*(ws.close() for ws in sockets))
+
+
+async def test_tokens_and_sdp_never_reach_the_log(start_server: StartServer) -> None:
+    import urllib.error
+    import urllib.request
+
+    secret_token, sdp = "SEKRET-TOKEN-123", "v=0 o=- SDP-SECRET-456"
+    with start_server() as server:
+        a = await join(server, "A", token=secret_token)
+        b = await join(server, "B")
+        await send(a, type="OFFER", dst="B", payload={"sdp": {"type": "offer", "sdp": sdp}})
+        await recv(b)
+        for peer in ("A", "nobody"):
+            url = f"{server.base_url}peerjs/{peer}/{secret_token}/offer"
+            request = urllib.request.Request(url, data=b'{"type":"OFFER","dst":"B"}',
+                                             method="POST")
+            try:
+                await asyncio.to_thread(urllib.request.urlopen, request, timeout=5)
+            except urllib.error.HTTPError:
+                pass
+        await a.close()
+        await b.close()
+        await asyncio.sleep(0.5)
+        log = server.log()
+        assert "/offer" in log  # the requests were logged...
+        assert secret_token not in log and "SDP-SECRET" not in log  # ...without secrets

@@ -1,0 +1,36 @@
+"""Keep tokens out of logs: the 0.3.x routes carry the PeerJS token in the URL path."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from daphne.access import AccessLogGenerator
+
+_LEGACY_ROUTE = re.compile(r"/([^/\s]+)/([^/\s]+)/([^/\s]+)/(id|offer|candidate|answer|leave)\b")
+
+
+def redact_path(text: str) -> str:
+    """Replace the token segment of ``{key}/{id}/{token}/{action}`` paths with ``***``."""
+    return _LEGACY_ROUTE.sub(r"/\1/\2/***/\4", text)
+
+
+class RedactTokensFilter(logging.Filter):
+    """A logging filter that redacts tokens from a record's message."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.msg = record.getMessage()
+            record.args = None
+        record.msg = redact_path(str(record.msg))
+        return True
+
+
+class RedactingAccessLog(AccessLogGenerator):
+    """daphne's access log, with tokens redacted from request paths."""
+
+    def write_entry(self, host: Any, date: Any, request: Any, status: Any = None,
+                    length: Any = None, ident: Any = None, user: Any = None) -> None:
+        super().write_entry(host, date, redact_path(str(request)), status, length, ident,
+                            user)
