@@ -66,6 +66,13 @@ def read_stacks(path: Path) -> Counter[tuple[str, ...]]:
 IDLE_LEAVES = ("EpollSelector.select (selectors.py)", "_worker (concurrent/futures/thread.py)")
 
 
+def package_of(frame: str) -> str:
+    """The top-level package of a py-spy frame ``func (pkg/module.py)``."""
+    where = frame.rpartition(" (")[2].rstrip(")")
+    head = where.split("/", 1)[0]
+    return head.removesuffix(".py") or "?"
+
+
 def summarise(stacks: Counter[tuple[str, ...]], top: int = 20) -> str:
     """The functions with the most samples: on top of the stack (self) and anywhere
     in it (inclusive), as percentages of the busy samples (idle waits left out)."""
@@ -74,11 +81,15 @@ def summarise(stacks: Counter[tuple[str, ...]], top: int = 20) -> str:
     total = sum(busy.values()) or 1
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    packages: Counter[str] = Counter()
     for stack, n in busy.items():
         own[stack[-1]] += n
+        packages[package_of(stack[-1])] += n
         for frame in set(stack):
             inclusive[frame] += n
-    lines = [f"{total} busy samples ({idle} idle waits left out)", "", "self %  function"]
+    lines = [f"{total} busy samples ({idle} idle waits left out)", "", "self %  package"]
+    lines += [f"{100 * n / total:6.1f}  {p}" for p, n in packages.most_common(12)]
+    lines += ["", "self %  function"]
     lines += [f"{100 * n / total:6.1f}  {f}" for f, n in own.most_common(top)]
     lines += ["", "incl %  function"]
     lines += [f"{100 * n / total:6.1f}  {f}" for f, n in inclusive.most_common(top)]

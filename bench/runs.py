@@ -118,6 +118,8 @@ async def relay_rounds(run: Run, procs: dict[str, servers.Server]) -> None:
         await latencies(run, procs, pairs, tallies)
         if run.profile_dir is not None:
             await profile_bursts(run, procs[PEERHUB], pairs[PEERHUB], tallies[PEERHUB])
+            await profiled(run, procs[PEERHUB], "latency", scenarios.measure_latency(
+                pairs[PEERHUB], tallies[PEERHUB], sizes.latency_rate, sizes.latency_seconds))
     finally:
         close_all(opened)
 
