@@ -267,7 +267,7 @@ class RedisHub(LocalHub):
         await self._scripts["ENQUEUE"](
             keys=[self.names.queue(b.key, b.dst), self.names.queue_clock(),
                   self.names.sender(b.key, b.sender.peer_id)],
-            args=[f"{b.sender.peer_id}{_SEP}{b.frame}", self._queue_limit,
+            args=[f"{b.sender.peer_id}{_SEP}{b.frame}", b.sender.queue_limit or self._queue_limit,
                   self._expire_ms * 3, self._sender_limit], client=pipe)
 
     async def _expire_senders(self, items: list[_Outgoing]) -> None:
@@ -392,6 +392,7 @@ class _Ghost:
 
     def __init__(self, key: str, peer_id: str, hub: RedisHub) -> None:
         self.key, self.peer_id, self.token, self._hub = key, peer_id, "", hub
+        self.queue_limit = 0
 
     async def deliver(self, frame: str) -> None:
         await self._hub.send_to(self.key, self.peer_id, frame)
@@ -402,6 +403,7 @@ class _Ghost:
 
 class _Nobody:
     key = peer_id = token = ""
+    queue_limit = 0
 
     async def deliver(self, frame: str) -> None:
         return None

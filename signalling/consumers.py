@@ -53,6 +53,7 @@ class PeerConsumer(AsyncConsumer):
     key: str
     peer_id: str
     token: str
+    queue_limit: int = 0
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         self.scope = scope
@@ -149,6 +150,7 @@ class PeerConsumer(AsyncConsumer):
             limit_hit(tenant.key, "concurrent", self.scope)
             await self.shut(p.error_frame(p.Errors.CONNECTION_LIMIT_EXCEED), CLOSE_POLICY)
             return False
+        self.queue_limit = tenant.queue_limit
         rate = tenant.rate_limit or self.cfg.rate_limit
         self._bucket = TokenBucket(rate, max(rate, self.cfg.rate_burst), time.monotonic())
         self._start_session(tenant)

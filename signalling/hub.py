@@ -30,6 +30,7 @@ class Endpoint(Protocol):
     key: str
     peer_id: str
     token: str
+    queue_limit: int  # offline-queue bound for this peer's key; 0: the server's
 
     async def deliver(self, frame: str) -> None:
         """Send one server frame to this client."""
@@ -151,7 +152,8 @@ class LocalHub:
 
     async def _enqueue(self, src: Endpoint, dst: str, frame: str) -> None:
         try:
-            self._queue.push(src.key, dst, src.peer_id, frame, time.monotonic())
+            self._queue.push(src.key, dst, src.peer_id, frame, time.monotonic(),
+                             src.queue_limit)
         except QueueFull:
             logger.debug("an offline queue is full; EXPIRE to its sender")
             await src.deliver(expire_frame(dst, src.peer_id))

@@ -24,6 +24,7 @@ class StreamEndpoint:
         self.key = key
         self.peer_id = peer_id
         self.token = token
+        self.queue_limit = 0
         self.frames: asyncio.Queue[str | None] = asyncio.Queue(_STREAM_BUFFER)
 
     async def deliver(self, frame: str) -> None:
@@ -59,6 +60,7 @@ class Sender:
         self.key = key
         self.peer_id = peer_id
         self.token = token
+        self.queue_limit = 0
 
     async def deliver(self, frame: str) -> None:
         """Route ``frame`` to the peer's registered transport."""

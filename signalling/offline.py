@@ -49,21 +49,21 @@ class OfflineQueue:
     def __len__(self) -> int:
         return len(self._queues)
 
-    def push(self, key: str, dst: str, src: str, frame: str, now: float) -> None:
+    def push(self, key: str, dst: str, src: str, frame: str, now: float,
+             limit: int = 0) -> None:
         """Append ``frame`` for ``dst``.
 
-        Raises :class:`QueueFull` past the destination's bound and
-        :class:`SenderQueueFull` past the sender's.
+        Raises :class:`QueueFull` past the destination's bound (``limit``, or the
+        queue's default when 0) and :class:`SenderQueueFull` past the sender's.
         """
+        limit = limit or self.limit
         if self.sender_limit and self._per_sender[(key, src)] >= self.sender_limit:
             raise SenderQueueFull(src)
         pending = self._queues.get((key, dst))
-        if pending is None:
-            if self.limit == 0:
-                raise QueueFull(dst)
-            pending = self._queues[(key, dst)] = _Pending(now)
-        elif len(pending.items) >= self.limit:
+        if limit <= 0 or (pending is not None and len(pending.items) >= limit):
             raise QueueFull(dst)
+        if pending is None:
+            pending = self._queues[(key, dst)] = _Pending(now)
         pending.items.append((src, frame))
         self._per_sender[(key, src)] += 1
 

@@ -75,3 +75,26 @@ def test_token_bucket_allows_burst_then_rate() -> None:
     assert [bucket.take(0) for _ in range(4)] == [True, True, True, False]
     assert bucket.take(0.1)
     assert not bucket.take(0.1)
+
+
+def test_queue_limit_can_be_set_per_push_and_zero_queues_nothing() -> None:
+    q = OfflineQueue(limit=10, expire_after=5)
+    q.push("k", "D", "A", "1", now=0, limit=1)
+    with pytest.raises(QueueFull):
+        q.push("k", "D", "A", "2", now=0, limit=1)
+    none = OfflineQueue(limit=0, expire_after=5)
+    with pytest.raises(QueueFull):
+        none.push("k", "D", "A", "1", now=0)
+
+
+def test_sender_limit_counts_across_destinations_and_frees_on_drain() -> None:
+    from signalling.offline import SenderQueueFull
+
+    q = OfflineQueue(limit=10, expire_after=5, sender_limit=2)
+    q.push("k", "D1", "A", "1", now=0)
+    q.push("k", "D2", "A", "2", now=0)
+    with pytest.raises(SenderQueueFull):
+        q.push("k", "D3", "A", "3", now=0)
+    q.push("k", "D3", "B", "3", now=0)  # another sender is not affected
+    q.drain("k", "D1")
+    q.push("k", "D3", "A", "4", now=0)
