@@ -37,11 +37,12 @@ class ApiKeyAdmin(KeyAdminBase):
     list_filter = ("active", "allow_discovery")
     search_fields = ("name", "key", "notes")
     readonly_fields = ("created", "last_used")
-    actions = ("activate_keys", "deactivate_keys")
+    actions = ("activate_keys", "deactivate_keys", "rotate_signing_secret")
     fieldsets = (
         (None, {"fields": ("name", "key", "active", "notes")}),
         ("Limits", {"fields": ("concurrent_limit", "rate_limit", "queue_limit")}),
-        ("Access", {"fields": ("allow_discovery", "allowed_origins")}),
+        ("Access", {"fields": ("allow_discovery", "allowed_origins", "require_signed_tokens",
+                               "stun_urls")}),
         ("Usage", {"fields": ("created", "last_used")}),
     )
 
@@ -77,6 +78,18 @@ class ApiKeyAdmin(KeyAdminBase):
         count = set_active(queryset, False)
         self.message_user(request, f"Deactivated {count} key(s); their live peers are being "
                           "disconnected.", messages.WARNING)
+
+    @admin.action(description="Generate a new token signing secret (shown once)")
+    def rotate_signing_secret(self, request: HttpRequest,
+                              queryset: QuerySet[ApiKey]) -> None:
+        """New signing secrets; each is shown in this message only, never again."""
+        for row in queryset:
+            secret = row.rotate_token_secret()
+            row.save(update_fields=["token_secret"])
+            self.message_user(request, f"New signing secret for {row.name} ({row.key}): "
+                              f"{secret} (copy it now; it is not shown again).",
+                              messages.WARNING)
+        forget_keys(row.key for row in queryset)
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         """Save, then drop cached tenants for the key (and its old string if renamed)."""

@@ -10,12 +10,13 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from apikeys.models import ApiKey
-from signalling.models import PeerSession
+from signalling.models import LimitHit, PeerSession
 
 if TYPE_CHECKING:  # ModelAdmin is generic only in django-stubs
     SessionAdminBase = admin.ModelAdmin[PeerSession]
+    LimitAdminBase = admin.ModelAdmin[LimitHit]
 else:
-    SessionAdminBase = admin.ModelAdmin
+    SessionAdminBase = LimitAdminBase = admin.ModelAdmin
 
 
 class LiveFilter(admin.SimpleListFilter):
@@ -88,3 +89,20 @@ class PeerSessionAdmin(SessionAdminBase):
         """How long the session lasted (so far), to the second."""
         end = obj.disconnected_at or obj.last_seen or obj.connected_at
         return str(timedelta(seconds=int((end - obj.connected_at).total_seconds())))
+
+
+@admin.register(LimitHit)
+class LimitHitAdmin(LimitAdminBase):
+    """How often each limit refused something, per key; read-only."""
+
+    list_display = ("limit", "api_key", "count", "last_at")
+    list_filter = ("limit",)
+    search_fields = ("api_key",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """Counted by the server only."""
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Read-only."""
+        return False
