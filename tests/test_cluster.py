@@ -203,3 +203,20 @@ async def test_burst_across_nodes_loses_nothing(cluster: Cluster) -> None:
         assert results[i] == list(range(per_pair)), f"pair {i} lost or reordered"
     for ws in senders + receivers:
         await ws.close()
+
+
+async def test_deactivating_a_key_disconnects_its_peers_on_every_node(
+        cluster: Cluster) -> None:
+    n1, n2 = cluster(2)
+    key = manage(n1, "createkey", "doomed")
+    a, b = await join(n1, "A", key=key), await join(n2, "B", key=key)
+    other = await join(n2, "C")  # another key: untouched
+    manage(n1, "deactivatekey", key)
+    for ws in (a, b):
+        assert await recv(ws, 10) == {"type": "ERROR",
+                                      "payload": {"msg": Errors.KEY_DEACTIVATED}}
+        assert await closed_with(ws) == 1008
+    assert await nothing_arrives(other, 0.5)
+    refused = await open_socket(n2, "D", key=key)
+    assert (await recv(refused, 10))["type"] == "INVALID-KEY"
+    await other.close()
