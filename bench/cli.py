@@ -47,12 +47,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def fit_to_fd_limit(sizes: Sizes, limit: int) -> Sizes:
-    """Drop capacity steps that the open-files limit cannot hold (with a margin)."""
-    usable = limit - 500
+def ephemeral_ports() -> int:
+    """How many local ports outgoing connections can use (Linux), or 0 if unknown."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low, high = (int(x) for x in f.read().split())
+    except (OSError, ValueError):
+        return 0
+    return high - low + 1
+
+
+def fit_to_limits(sizes: Sizes, fd_limit: int, ports: int) -> Sizes:
+    """Drop capacity steps that the open-files limit or the ephemeral port range
+    cannot hold (with a margin for sockets still in TIME_WAIT and everything else)."""
+    usable = fd_limit - 500
+    if ports:
+        usable = min(usable, ports - 2000)
     steps = tuple(s for s in sizes.capacity_steps if s <= usable)
     if steps != sizes.capacity_steps:
-        logger.warning("open-files limit %d: capacity steps cut to %s", limit, steps)
+        logger.warning("open-files limit %d, %d ephemeral ports: capacity steps cut to %s",
+                       fd_limit, ports, steps)
     return replace(sizes, capacity_steps=steps or (usable,))
 
 
@@ -81,7 +95,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     limit = servers.raise_open_files_limit()
-    sizes = fit_to_fd_limit(QUICK if args.quick else FULL, limit)
+    sizes = fit_to_limits(QUICK if args.quick else FULL, limit, ephemeral_ports())
     phases = {p.strip() for p in args.phases.split(",") if p.strip()}
     unknown = phases - set(PHASES)
     if unknown:
