@@ -44,6 +44,7 @@ test: test-setup lint
 	$(BIN)/pytest
 
 bench: test-setup
+	$(BIN)/pip install -q -r bench/requirements.txt
 	$(BIN)/python -m bench
 
 clean:

@@ -1,8 +1,9 @@
 """Recording peer sessions in the database without ever making the relay wait.
 
 Connections report ``opened``/``closed`` synchronously into an in-memory list; a
-background task writes the list in batches from a worker thread. Live sessions get
-their ``last_seen`` and message counts refreshed every ``TOUCH_INTERVAL``. At process
+background task writes the list in batches, one transaction per batch, from one
+dedicated thread that keeps its database connection. Live sessions get their
+``last_seen`` and message counts refreshed every ``TOUCH_INTERVAL`` (bulk updates). At process
 exit whatever is pending is written synchronously, and on start-up the sessions this
 node left open (a crash) are closed with the reason ``node restarted``.
 """
@@ -14,18 +15,21 @@ import atexit
 import logging
 import os
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from asgiref.sync import sync_to_async
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from signalling import metrics
 
 logger = logging.getLogger(__name__)
 
-TOUCH_INTERVAL = 30.0
+TOUCH_INTERVAL = 60.0
+_BATCH = 500
+_LIVE_FIELDS = ["last_seen", "messages_in", "messages_out"]
+_END_FIELDS = ["disconnected_at", "last_seen", "close_reason", "messages_in", "messages_out"]
 FLUSH_INTERVAL = 0.5
 
 
@@ -62,6 +66,8 @@ class SessionRecorder:
         self._live: set[SessionInfo] = set()
         self._task: asyncio.Task[None] | None = None
         self._recovered = False
+        self._executor = ThreadPoolExecutor(max_workers=1,
+                                            thread_name_prefix="peerhub-sessions")
         atexit.register(self.flush_sync)
 
     def opened(self, info: SessionInfo) -> None:
@@ -101,25 +107,29 @@ class SessionRecorder:
             tick += 1
             touch = tick % ticks_per_touch == 0
             if self.pending or touch or metrics.pending_hits:
-                await sync_to_async(self.write, thread_sensitive=False)(touch)
+                await asyncio.get_running_loop().run_in_executor(
+                    self._executor, self.write, touch)
 
     def write(self, touch: bool = False) -> None:
         """Write what is pending (synchronously); with ``touch``, refresh live rows."""
         opened, self._opened = self._opened, []
         closed, self._closed = self._closed, []
         try:
-            close_old_connections()
-            self._recover_once()
-            self._insert(opened)
-            self._finish(closed)
-            self._write_limit_hits()
-            if touch:
-                self._touch(list(self._live))
+            with transaction.atomic():
+                self._recover_once()
+                self._insert(opened)
+                self._finish(closed)
+                self._write_limit_hits()
+                if touch:
+                    self._touch(list(self._live))
         except DatabaseError:
             logger.exception("could not write %d session events; will retry",
                              len(opened) + len(closed))
-            self._opened[:0] = [i for i in opened if i.row_id is None]
+            for info in opened:
+                info.row_id = None  # the transaction was rolled back
+            self._opened[:0] = opened
             self._closed[:0] = closed
+            connection.close()  # a fresh connection next time
 
     def flush_sync(self) -> None:
         """Write everything pending now (at exit); live sessions are closed first."""
@@ -147,20 +157,19 @@ class SessionRecorder:
             transport=i.transport, remote_addr=i.remote_addr[:64],
             user_agent=i.user_agent[:255], client_version=i.client_version[:32],
             connected_at=i.connected_at, last_seen=i.connected_at) for i in infos]
-        for info, row in zip(infos, PeerSession.objects.bulk_create(rows), strict=True):
+        created = PeerSession.objects.bulk_create(rows, batch_size=_BATCH)
+        for info, row in zip(infos, created, strict=True):
             info.row_id = row.pk
 
     def _finish(self, infos: list[SessionInfo]) -> None:
         from signalling.models import PeerSession
 
-        for i in infos:
-            if i.row_id is None:
-                self._insert([i])
-            assert i.row_id is not None
-            PeerSession.objects.filter(pk=i.row_id).update(
-                disconnected_at=i.disconnected_at, last_seen=i.disconnected_at,
-                close_reason=i.close_reason, messages_in=i.messages_in,
-                messages_out=i.messages_out)
+        self._insert([i for i in infos if i.row_id is None])
+        rows = [PeerSession(pk=i.row_id, disconnected_at=i.disconnected_at,
+                            last_seen=i.disconnected_at, close_reason=i.close_reason,
+                            messages_in=i.messages_in, messages_out=i.messages_out)
+                for i in infos]
+        PeerSession.objects.bulk_update(rows, _END_FIELDS, batch_size=_BATCH)
 
     def _write_limit_hits(self) -> None:
         from django.db.models import F
@@ -176,10 +185,9 @@ class SessionRecorder:
         from signalling.models import PeerSession
 
         now = timezone.now()
-        for i in infos:
-            if i.row_id is not None:
-                PeerSession.objects.filter(pk=i.row_id).update(
-                    last_seen=now, messages_in=i.messages_in, messages_out=i.messages_out)
+        rows = [PeerSession(pk=i.row_id, last_seen=now, messages_in=i.messages_in,
+                            messages_out=i.messages_out) for i in infos if i.row_id]
+        PeerSession.objects.bulk_update(rows, _LIVE_FIELDS, batch_size=_BATCH)
 
 
 _recorder: SessionRecorder | None = None
