@@ -42,9 +42,26 @@ def daphne_argv() -> list[str]:
     ]
 
 
+def use_uvloop() -> bool:
+    """Install uvloop's event loop policy when asked to (UVLOOP=true) and available.
+
+    It must happen before daphne creates its event loop at import.
+    """
+    if not env_bool("UVLOOP", False):
+        return False
+    try:
+        import uvloop
+    except ImportError:
+        print("peerhub: UVLOOP=true but uvloop is not installed; using asyncio", flush=True)
+        return False
+    uvloop.install()
+    return True
+
+
 def main() -> None:
     """Run daphne in this process."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peerhub.settings")
+    use_uvloop()
     import daphne.cli
     from daphne.cli import CommandLineInterface
 

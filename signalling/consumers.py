@@ -192,6 +192,8 @@ class PeerConsumer(AsyncConsumer):
                 limit_hit(self.key, "message rate", self.scope)
                 await self.shut(p.error_frame(p.Errors.RATE_LIMIT), CLOSE_POLICY, "rate limit")
                 return await self._drain(receive)
+            if data == p.HEARTBEAT_FRAME:
+                continue  # liveness only (every frame counts); the most common frame
             try:
                 msg = p.parse_client_frame(data)
             except p.ProtocolError as exc:

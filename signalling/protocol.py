@@ -146,6 +146,8 @@ def error_frame(text: str) -> str:
 
 
 OPEN_FRAME = orjson.dumps({"type": "OPEN"}).decode()
+#: The HEARTBEAT exactly as PeerJS sends it (``JSON.stringify({type: "HEARTBEAT"})``).
+HEARTBEAT_FRAME = '{"type":"HEARTBEAT"}'
 ID_TAKEN_FRAME = orjson.dumps({"type": "ID-TAKEN", "payload": {"msg": Errors.ID_TAKEN}}).decode()
 INVALID_KEY_FRAME = orjson.dumps(
     {"type": "INVALID-KEY", "payload": {"msg": Errors.INVALID_KEY}}
