@@ -6,12 +6,13 @@ it registers, and keeps it.
 
 from __future__ import annotations
 
+import asyncio
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import DatabaseError, connection
 
 from apikeys.models import ApiKey
 
@@ -52,28 +53,55 @@ def tenant_from_row(row: ApiKey) -> Tenant:
 
 
 def load_tenant(key: str) -> Tenant | None:
-    """Read an active key's tenant from the database (synchronous)."""
-    close_old_connections()
-    row = ApiKey.objects.filter(key=key, active=True).first()
-    return None if row is None else tenant_from_row(row)
+    """Read an active key's tenant from the database (synchronous).
+
+    Runs on one dedicated thread whose connection stays open; a broken connection is
+    dropped and the query tried once more.
+    """
+    for attempt in (1, 2):
+        try:
+            row = ApiKey.objects.filter(key=key, active=True).first()
+            return None if row is None else tenant_from_row(row)
+        except DatabaseError:
+            connection.close()
+            if attempt == 2:
+                raise
+    return None
 
 
 _cache: dict[str, tuple[float, Tenant | None]] = {}
+_inflight: dict[str, asyncio.Future[Tenant | None]] = {}
+_db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="peerhub-tenants")
 _MAX_KEY_LENGTH = 64
 
 
 async def get_tenant(key: str) -> Tenant | None:
-    """The active tenant for ``key``, or None; cached for KEY_CACHE_SECONDS."""
+    """The active tenant for ``key``, or None; cached for KEY_CACHE_SECONDS.
+
+    Concurrent look-ups of one key share a single query (a burst of connections costs
+    one query, not one each).
+    """
     if len(key) > _MAX_KEY_LENGTH:
         return None
-    now = time.monotonic()
     hit = _cache.get(key)
-    if hit is not None and now - hit[0] < settings.PEERHUB_KEY_CACHE_SECONDS:
+    if hit is not None and time.monotonic() - hit[0] < settings.PEERHUB_KEY_CACHE_SECONDS:
         return hit[1]
-    tenant = await sync_to_async(load_tenant, thread_sensitive=False)(key)
+    loop = asyncio.get_running_loop()
+    pending = _inflight.get(key)
+    if pending is None or pending.get_loop() is not loop:
+        pending = _inflight[key] = loop.create_task(_load(key))
+    return await asyncio.shield(pending)
+
+
+async def _load(key: str) -> Tenant | None:
+    started = time.monotonic()
+    try:
+        tenant = await asyncio.get_running_loop().run_in_executor(_db_thread, load_tenant, key)
+    finally:
+        _inflight.pop(key, None)
     if len(_cache) > 10_000:
         _cache.clear()
-    _cache[key] = (now, tenant)
+    _cache[key] = (started, tenant)
     return tenant
 
 

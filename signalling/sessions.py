@@ -18,6 +18,7 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
@@ -28,8 +29,6 @@ logger = logging.getLogger(__name__)
 
 TOUCH_INTERVAL = 60.0
 _BATCH = 500
-_LIVE_FIELDS = ["last_seen", "messages_in", "messages_out"]
-_END_FIELDS = ["disconnected_at", "last_seen", "close_reason", "messages_in", "messages_out"]
 FLUSH_INTERVAL = 0.5
 
 
@@ -162,14 +161,23 @@ class SessionRecorder:
             info.row_id = row.pk
 
     def _finish(self, infos: list[SessionInfo]) -> None:
+        self._insert([i for i in infos if i.row_id is None])
+        self._execute_many(
+            "UPDATE {table} SET disconnected_at = %s, last_seen = %s, close_reason = %s, "
+            "messages_in = %s, messages_out = %s WHERE id = %s",
+            [(_db_time(i.disconnected_at), _db_time(i.disconnected_at), i.close_reason,
+              i.messages_in, i.messages_out, i.row_id) for i in infos])
+
+    @staticmethod
+    def _execute_many(sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """One prepared statement for many rows (the ORM's bulk_update costs far more)."""
         from signalling.models import PeerSession
 
-        self._insert([i for i in infos if i.row_id is None])
-        rows = [PeerSession(pk=i.row_id, disconnected_at=i.disconnected_at,
-                            last_seen=i.disconnected_at, close_reason=i.close_reason,
-                            messages_in=i.messages_in, messages_out=i.messages_out)
-                for i in infos]
-        PeerSession.objects.bulk_update(rows, _END_FIELDS, batch_size=_BATCH)
+        if not rows:
+            return
+        table = connection.ops.quote_name(PeerSession._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.executemany(sql.format(table=table), rows)
 
     def _write_limit_hits(self) -> None:
         from django.db.models import F
@@ -182,12 +190,16 @@ class SessionRecorder:
             LimitHit.objects.filter(pk=row.pk).update(count=F("count") + count, last_at=now)
 
     def _touch(self, infos: list[SessionInfo]) -> None:
-        from signalling.models import PeerSession
+        now = _db_time(timezone.now())
+        self._execute_many(
+            "UPDATE {table} SET last_seen = %s, messages_in = %s, messages_out = %s "
+            "WHERE id = %s",
+            [(now, i.messages_in, i.messages_out, i.row_id) for i in infos if i.row_id])
 
-        now = timezone.now()
-        rows = [PeerSession(pk=i.row_id, last_seen=now, messages_in=i.messages_in,
-                            messages_out=i.messages_out) for i in infos if i.row_id]
-        PeerSession.objects.bulk_update(rows, _LIVE_FIELDS, batch_size=_BATCH)
+
+def _db_time(value: datetime | None) -> Any:
+    """A datetime as the database backend stores it (raw SQL skips the ORM's adapting)."""
+    return connection.ops.adapt_datetimefield_value(value)
 
 
 _recorder: SessionRecorder | None = None
