@@ -86,3 +86,15 @@ def test_handshake_missing_or_empty_parameter_is_none(query: bytes) -> None:
 def test_handshake_without_version_is_fine() -> None:
     hs = p.parse_handshake("key=k&id=i&token=t")
     assert hs is not None and hs.version is None
+
+
+def test_client_and_server_spell_the_protocol_the_same() -> None:
+    # client/ must stay importable without the server, so it keeps its own copy of the
+    # names; this pins the two copies together.
+    from client import protocol as client_protocol
+
+    assert {m.name: m.value for m in client_protocol.MessageType} == {
+        m.name: m.value for m in p.MessageType}
+    for peer_id in ["abc", "a-b_c d", "", "-a", "a  b", "héllo", "x" * 50]:
+        if peer_id:
+            assert client_protocol.is_valid_id(peer_id) == p.is_valid_id(peer_id)
