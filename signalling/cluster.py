@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ class RedisHub(LocalHub):
         self._scripts = {name: self._redis.register_script(getattr(lua, name))
                          for name in ("CLAIM", "RELEASE", "REFRESH", "ENQUEUE", "DRAIN", "SWEEP")}
         self._outbox: list[_Outgoing] = []
+        # (key, dst, local sender) -> when queued in Redis; if Redis loses its data
+        # (a restart) these senders are told with EXPIRE instead of waiting in vain.
+        self._queued_by_us: dict[tuple[str, str, str], float] = {}
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -249,6 +253,10 @@ class RedisHub(LocalHub):
         failed = [b for node, received in zip(nodes, results, strict=False) if not received
                   for b in per_node_items[node] if b.queueable]
         queued = list(zip(offline, results[len(nodes):], strict=True))
+        now = time.monotonic()
+        for b, outcome in queued:
+            if outcome == 1 and b.sender.token:  # a local peer, not a stand-in
+                self._queued_by_us[(b.key, b.dst, b.sender.peer_id)] = now
         failed += [b for b, outcome in queued if outcome == 0]
         await self._expire_senders(failed)
         for b in {id(b.sender): b for b, outcome in queued if outcome == -1}.values():
@@ -294,6 +302,7 @@ class RedisHub(LocalHub):
                         logger.warning("redis connection restored; re-asserting %d peers",
                                        len(self._peers))
                         await self._refresh_all()
+                        await self._expire_possibly_lost()
                     delay, lost = 0.2, False
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
@@ -326,6 +335,19 @@ class RedisHub(LocalHub):
             # The peer left or moved between lookup and arrival: keep it for it.
             src = orjson.loads(frame).get("src", "")
             self._post(_Outgoing(_Ghost(key, src, self), key, dst, frame, True))
+
+    async def _expire_possibly_lost(self) -> None:
+        """After an outage, tell local senders whose queued messages Redis may have lost."""
+        owed, self._queued_by_us = self._queued_by_us, {}
+        if owed:
+            logger.warning("telling %d senders their queued messages may be lost", len(owed))
+        for key, dst, sender in owed:
+            await self.send_to(key, sender, expire_frame(dst, sender))
+
+    def _forget_settled(self) -> None:
+        """Queued entries older than the expire window were delivered or EXPIREd."""
+        horizon = time.monotonic() - self._expire_ms / 1000 - 2 * self._cleanup_interval
+        self._queued_by_us = {k: t for k, t in self._queued_by_us.items() if t >= horizon}
 
     def _drop_moved(self, key: str, peer_id: str) -> None:
         """Another node took over this id with the same token: forget the local one."""
@@ -369,6 +391,8 @@ class RedisHub(LocalHub):
                 await self.expire_now(0.0)
             except RedisError as exc:
                 logger.error("could not sweep the offline queue (%s)", exc)
+            else:
+                self._forget_settled()
 
     async def expire_now(self, now: float) -> None:
         """Take due queues from Redis and send each waiting sender one EXPIRE."""
