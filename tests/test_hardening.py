@@ -62,7 +62,8 @@ async def test_sender_with_too_much_queued_for_offline_peers_is_closed(
                                        "payload": {"msg": Errors.SENDER_QUEUE_FULL}}
         assert await closed_with(spammer) == 1008
         late = await join(server, "offline0")
-        assert [(await recv(late))["payload"] for _ in range(2)] == [0, "honest"]
+        # Two senders' sockets are served concurrently: no order between them.
+        assert {(await recv(late))["payload"] for _ in range(2)} == {0, "honest"}
         await honest.close()
         await late.close()
 
