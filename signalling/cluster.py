@@ -47,6 +47,7 @@ from signalling.protocol import (
 logger = logging.getLogger(__name__)
 
 _SWEEP_BATCH = 500
+_SUBSCRIBE_WAIT = 5.0
 _REFRESH_BATCH = 500
 _SEP = "\x00"
 
@@ -84,6 +85,7 @@ class RedisHub(LocalHub):
         # (a restart) these senders are told with EXPIRE instead of waiting in vain.
         self._queued_by_us: dict[tuple[str, str, str], float] = {}
         self._wake = asyncio.Event()
+        self._subscribed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- background tasks -------------------------------------------------------------
@@ -93,6 +95,7 @@ class RedisHub(LocalHub):
         if self._tasks and not self._tasks[0].done() and self._tasks[0].get_loop() is loop:
             return
         self._wake = asyncio.Event()
+        self._subscribed = asyncio.Event()
         self._tasks = [loop.create_task(coro, name=name) for name, coro in (
             ("peerhub-flush", self._flush_forever()),
             ("peerhub-listen", self._listen_forever()),
@@ -111,6 +114,11 @@ class RedisHub(LocalHub):
         local = self._peers.get((ep.key, ep.peer_id))
         if local is None and len(self._peers) >= limits.server_limit:
             return Claim.LIMIT
+        try:
+            # A peer registered here must be able to receive from other nodes at once.
+            await asyncio.wait_for(self._subscribed.wait(), _SUBSCRIBE_WAIT)
+        except TimeoutError as exc:
+            raise ClusterUnavailable("not subscribed to this node's channel") from exc
         try:
             outcome, previous = await self._scripts["CLAIM"](
                 keys=[self.names.peer(ep.key, ep.peer_id), self.names.ids(ep.key)],
@@ -307,8 +315,11 @@ class RedisHub(LocalHub):
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             await self._on_node_message(message["data"])
+                        elif message.get("type") == "subscribe":
+                            self._subscribed.set()  # Redis confirmed the subscription
             except (RedisError, OSError) as exc:
                 lost = True
+                self._subscribed.clear()
                 logger.error("redis connection lost (%s); retrying in %.1fs", exc, delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
