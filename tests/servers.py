@@ -80,19 +80,28 @@ def server_env(var_dir: Path, port: int, **overrides: str) -> dict[str, str]:
     return env
 
 
-def wait_until_serving(server: LiveServer, timeout: float = 60.0) -> None:
-    """Poll ``GET {path}`` until the server answers, or fail with its log."""
+def wait_for_http(url: str, process: subprocess.Popen[bytes], what: str,
+                  timeout: float = 60.0) -> None:
+    """Poll ``GET url`` until it answers 200; fail at once if ``process`` exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            raise RuntimeError(f"peerhub exited early:\n{server.log()}")
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited early with {process.returncode}")
         try:
-            with urllib.request.urlopen(server.base_url, timeout=1) as resp:
+            with urllib.request.urlopen(url, timeout=1) as resp:
                 if resp.status == 200:
                     return
         except OSError:
             time.sleep(0.1)
-    raise RuntimeError(f"peerhub did not start:\n{server.log()}")
+    raise RuntimeError(f"{what} did not start")
+
+
+def wait_until_serving(server: LiveServer, timeout: float = 60.0) -> None:
+    """Poll ``GET {path}`` until the server answers, or fail with its log."""
+    try:
+        wait_for_http(server.base_url, server.process, "peerhub", timeout)
+    except RuntimeError as exc:
+        raise RuntimeError(f"{exc}:\n{server.log()}") from exc
 
 
 @contextmanager

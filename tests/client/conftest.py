@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import missing
-from tests.servers import ROOT, free_port
+from tests.servers import ROOT, free_port, wait_for_http
 
 PEER_BIN = ROOT / "node_modules/peer/dist/bin/peerjs.js"
 
@@ -43,18 +41,8 @@ class ReferenceServer:
         self._wait_serving()
 
     def _wait_serving(self) -> None:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"peerjs-server exited with {self.process.returncode}")
-            try:
-                with urllib.request.urlopen(self.base_url, timeout=1) as resp:
-                    if resp.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("peerjs-server did not start")
+        assert self.process is not None
+        wait_for_http(self.base_url, self.process, "peerjs-server", timeout=15)
 
     def stop(self) -> None:
         # peerjs-server lingers ~10 s on SIGTERM while sockets are open; a kill is also
