@@ -1,5 +1,10 @@
 """Start daphne with peerhub's settings: ``python -m peerhub.serve``.
 
+By default (``WEBSOCKET_FRONT=true``) the public port belongs to peerhub's websocket front
+(:mod:`peerhub.front`) in daphne's process and event loop: it serves the PeerJS socket
+itself and hands every other connection to daphne, which listens only on a private
+unix socket. ``WEBSOCKET_FRONT=false`` lets daphne serve the public port alone.
+
 The daphne options that matter to a PeerServer come from the same environment as the
 rest: address and port, a listen backlog large enough for connection bursts, websocket
 pings sized from ALIVE_TIMEOUT (dead sockets are closed and their ids freed within it),
@@ -9,15 +14,25 @@ frame is closed with code 1009 by the consumer).
 
 from __future__ import annotations
 
+import asyncio
+import atexit
 import math
 import os
+import shutil
+import socket
 import sys
+import tempfile
+from typing import Any
 
 from peerhub.env import env_bool, env_int, env_str
 
 
-def daphne_argv() -> list[str]:
-    """The daphne command line for the current environment."""
+def daphne_argv(endpoint: str | None = None) -> list[str]:
+    """The daphne command line for the current environment.
+
+    ``endpoint`` (a Twisted endpoint string) replaces the public TCP port, for when the
+    websocket front owns that port.
+    """
     host = env_str("HOST", "0.0.0.0")
     port = env_int("PORT", 9000)
     backlog = env_int("LISTEN_BACKLOG", 4096, minimum=1)
@@ -28,8 +43,10 @@ def daphne_argv() -> list[str]:
     # which drops the TCP connection, only bounds memory for frames far beyond it.
     hard_limit = max_size * 4
     interface = host.replace(":", r"\:")
+    if endpoint is None:
+        endpoint = f"tcp:port={port}:interface={interface}:backlog={backlog}"
     return [
-        "-e", f"tcp:port={port}:interface={interface}:backlog={backlog}",
+        "-e", endpoint,
         "--ping-interval", str(half),
         "--ping-timeout", str(half),
         "--websocket_timeout", "-1",
@@ -58,8 +75,69 @@ def use_uvloop() -> bool:
     return True
 
 
+def listen_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A bound, listening, non-blocking TCP socket (errors such as a busy port now)."""
+    family, kind, proto, _, addr = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def front_options() -> Any:
+    """The websocket front's options, from Django settings (after daphne loaded them)."""
+    from django.conf import settings
+
+    from peerhub.front import FrontOptions
+    from signalling.config import get_config
+
+    cfg = get_config()
+    return FrontOptions(
+        ws_path=cfg.ws_path,
+        # The consumer closes messages over MAX_MESSAGE_SIZE with ERROR and 1009; the
+        # front's own limit (1009 without reading the payload) only bounds memory.
+        max_message_size=cfg.max_message_size * 4,
+        ping_interval=cfg.alive_timeout / 2,
+        handshake_timeout=env_int("HANDSHAKE_TIMEOUT", 20, minimum=1),
+        send_buffer_limit=settings.PEERHUB_SEND_BUFFER_LIMIT,
+        proxy_headers=env_bool("PROXY_HEADERS", False),
+    )
+
+
+def server_with_front(sock: socket.socket, backlog: int) -> type:
+    """daphne's Server class, extended to start the websocket front on ``sock``."""
+    from daphne.server import Server
+    from twisted.internet import defer, reactor
+
+    from peerhub.front import Front, adopt_into_twisted
+
+    class PeerhubServer(Server):  # type: ignore[misc]
+        def run(self) -> None:
+            reactor.callWhenRunning(self._start_front)
+            super().run()
+
+        def _start_front(self) -> None:
+            front = Front(front_options(), self.application,
+                          adopt_into_twisted(self.http_factory), self.action_logger)
+            asyncio.ensure_future(front.start(sock, backlog))
+
+            def stop() -> defer.Deferred[None]:
+                return defer.Deferred.fromFuture(asyncio.ensure_future(front.shutdown()))
+
+            reactor.addSystemEventTrigger("before", "shutdown", stop)
+
+    return PeerhubServer
+
+
 def main() -> None:
-    """Run daphne in this process."""
+    """Run daphne in this process (behind the websocket front unless switched off)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peerhub.settings")
     use_uvloop()
     import daphne.cli
@@ -69,10 +147,23 @@ def main() -> None:
 
     daphne.cli.AccessLogGenerator = RedactingAccessLog
 
-    argv = daphne_argv()
-    print(f"peerhub: serving on {env_str('HOST', '0.0.0.0')}:{env_int('PORT', 9000)}",
-          flush=True)
-    CommandLineInterface().run(argv)
+    host, port = env_str("HOST", "0.0.0.0"), env_int("PORT", 9000)
+    cli = CommandLineInterface()
+    if env_bool("WEBSOCKET_FRONT", True):
+        backlog = env_int("LISTEN_BACKLOG", 4096, minimum=1)
+        try:
+            sock = listen_socket(host, port, backlog)
+        except OSError as exc:
+            print(f"peerhub: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+            sys.exit(1)
+        private = tempfile.mkdtemp(prefix="peerhub-daphne-")
+        atexit.register(shutil.rmtree, private, True)
+        cli.server_class = server_with_front(sock, backlog)
+        argv = daphne_argv(f"unix:{os.path.join(private, 'http.sock')}:mode=600")
+    else:
+        argv = daphne_argv()
+    print(f"peerhub: serving on {host}:{port}", flush=True)
+    cli.run(argv)
     sys.exit(0)
 
 

@@ -1,0 +1,271 @@
+"""RFC 6455 as pure functions: the opening handshake and the frame codec.
+
+Nothing here touches sockets or the event loop; :mod:`peerhub.front` feeds it bytes.
+Only what a server needs is here: it reads masked client frames (text, binary,
+continuation, close, ping, pong, no extensions) and writes unmasked frames.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import struct
+from dataclasses import dataclass
+
+try:  # websockets (a requirement) ships the XOR unmasking in C
+    from websockets.speedups import apply_mask as _c_apply_mask
+except ImportError:  # pragma: no cover - the pure-Python fallback
+    _c_apply_mask = None
+
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+OP_CONT = 0x0
+OP_TEXT = 0x1
+OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+
+CLOSE_NORMAL = 1000
+CLOSE_PROTOCOL_ERROR = 1002
+CLOSE_INVALID_DATA = 1007
+CLOSE_TOO_BIG = 1009
+CLOSE_NO_STATUS = 1005
+CLOSE_ABNORMAL = 1006
+
+#: Head of an HTTP request larger than this is refused (431).
+MAX_HEAD_SIZE = 16384
+
+
+class WebSocketError(Exception):
+    """A client broke RFC 6455; close the connection with ``code``."""
+
+    def __init__(self, code: int, reason: str):
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class HeadError(ValueError):
+    """An HTTP request head that cannot be parsed."""
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHead:
+    """The parts of an HTTP/1.1 request head a websocket upgrade needs."""
+
+    method: bytes
+    target: bytes  # path and query, as sent
+    headers: list[tuple[bytes, bytes]]  # names lower-cased, values stripped
+
+    def header(self, name: bytes) -> bytes | None:
+        """The first value of header ``name`` (lower case), or None."""
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+
+def parse_head(head: bytes) -> RequestHead:
+    """Parse a request head (up to, not including, the blank line)."""
+    lines = head.split(b"\r\n")
+    parts = lines[0].split(b" ")
+    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
+        raise HeadError("bad request line")
+    headers = []
+    for line in lines[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep or not name or name != name.strip():
+            raise HeadError("bad header line")
+        headers.append((name.lower(), value.strip()))
+    return RequestHead(parts[0], parts[1], headers)
+
+
+def header_has_token(value: bytes | None, token: bytes) -> bool:
+    """Tell whether a comma-separated header value holds ``token`` (any case)."""
+    if value is None:
+        return False
+    return any(part.strip().lower() == token for part in value.split(b","))
+
+
+def upgrade_key(head: RequestHead) -> bytes | None:
+    """The Sec-WebSocket-Key of a valid version-13 GET upgrade, else None."""
+    if head.method != b"GET":
+        return None
+    if not header_has_token(head.header(b"upgrade"), b"websocket"):
+        return None
+    if not header_has_token(head.header(b"connection"), b"upgrade"):
+        return None
+    if head.header(b"sec-websocket-version") != b"13":
+        return None
+    key = head.header(b"sec-websocket-key")
+    if key is None:
+        return None
+    try:
+        if len(base64.b64decode(key, validate=True)) != 16:
+            return None
+    except ValueError:
+        return None
+    return key
+
+
+def accept_value(key: bytes) -> bytes:
+    """The Sec-WebSocket-Accept value for a client's Sec-WebSocket-Key."""
+    return base64.b64encode(hashlib.sha1(key + GUID).digest())
+
+
+def switching_protocols(key: bytes, subprotocol: str | None = None,
+                        extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
+    """The 101 response that completes the opening handshake."""
+    lines = [b"HTTP/1.1 101 Switching Protocols", b"Upgrade: websocket",
+             b"Connection: Upgrade", b"Sec-WebSocket-Accept: " + accept_value(key)]
+    if subprotocol:
+        lines.append(b"Sec-WebSocket-Protocol: " + subprotocol.encode("latin-1"))
+    for name, value in extra or ():
+        lines.append(name + b": " + value)
+    return b"\r\n".join(lines) + b"\r\n\r\n"
+
+
+def plain_response(status: int, reason: str) -> bytes:
+    """A short HTTP response that closes the connection (a refused handshake)."""
+    body = reason.encode()
+    return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+
+
+def apply_mask(payload: bytes, mask: bytes) -> bytes:
+    """XOR ``payload`` with the 4-byte masking key (RFC 6455 section 5.3)."""
+    if _c_apply_mask is not None:
+        return bytes(_c_apply_mask(payload, mask))
+    n = len(payload)
+    key = (mask * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+
+
+_SHORT = struct.Struct("!BB")
+_MEDIUM = struct.Struct("!BBH")
+_LONG = struct.Struct("!BBQ")
+
+
+def encode_frame(opcode: int, payload: bytes) -> bytes:
+    """One unmasked, final server frame."""
+    n = len(payload)
+    if n < 126:
+        return _SHORT.pack(0x80 | opcode, n) + payload
+    if n < 65536:
+        return _MEDIUM.pack(0x80 | opcode, 126, n) + payload
+    return _LONG.pack(0x80 | opcode, 127, n) + payload
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    """A close frame with ``code`` (1005 means: no status) and an optional reason."""
+    if code == CLOSE_NO_STATUS:
+        return encode_frame(OP_CLOSE, b"")
+    return encode_frame(OP_CLOSE, code.to_bytes(2, "big") + reason.encode()[:120])
+
+
+def parse_close(payload: bytes) -> int:
+    """The status code of a client's close frame (1005 if it has none)."""
+    if not payload:
+        return CLOSE_NO_STATUS
+    if len(payload) == 1:
+        raise WebSocketError(CLOSE_PROTOCOL_ERROR, "bad close frame")
+    code = int.from_bytes(payload[:2], "big")
+    if not (1000 <= code <= 1011 and code not in (1004, 1005, 1006)) and \
+            not 3000 <= code <= 4999:
+        raise WebSocketError(CLOSE_PROTOCOL_ERROR, "bad close code")
+    try:
+        payload[2:].decode()
+    except UnicodeDecodeError:
+        raise WebSocketError(CLOSE_INVALID_DATA, "close reason is not UTF-8") from None
+    return code
+
+
+class FrameReader:
+    """Turns the bytes a client sends into whole messages and control frames.
+
+    ``feed`` returns ``(opcode, payload)`` pairs: OP_TEXT / OP_BINARY with the whole
+    (reassembled, unmasked) message, or a control frame. Text is not decoded here.
+    A message larger than ``max_size`` raises :class:`WebSocketError` (1009) as soon as
+    its header says so, before its payload is buffered.
+    """
+
+    __slots__ = ("max_size", "_buf", "_frag_op", "_frag", "_frag_len")
+
+    def __init__(self, max_size: int):
+        self.max_size = max_size
+        self._buf = b""
+        self._frag_op = 0  # opcode of the fragmented message in progress, 0: none
+        self._frag: list[bytes] = []
+        self._frag_len = 0
+
+    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+        """Consume ``data``; return the complete messages and control frames in it."""
+        buf = self._buf + data if self._buf else data
+        end = len(buf)
+        pos = 0
+        out: list[tuple[int, bytes]] = []
+        while end - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            n = b1 & 0x7F
+            head = 2
+            if n == 126:
+                if end - pos < 4:
+                    break
+                n = (buf[pos + 2] << 8) | buf[pos + 3]
+                head = 4
+            elif n == 127:
+                if end - pos < 10:
+                    break
+                n = int.from_bytes(buf[pos + 2:pos + 10], "big")
+                head = 10
+            self._check_header(b0, b1, n)
+            start = pos + head + 4
+            stop = start + n
+            if stop > end:
+                break
+            payload = apply_mask(buf[start:stop], buf[start - 4:start]) if n else b""
+            pos = stop
+            msg = self._assemble(b0 & 0x80, b0 & 0x0F, payload)
+            if msg is not None:
+                out.append(msg)
+        self._buf = buf[pos:] if pos < end else b""
+        return out
+
+    def _check_header(self, b0: int, b1: int, n: int) -> None:
+        opcode = b0 & 0x0F
+        if b0 & 0x70:
+            raise WebSocketError(CLOSE_PROTOCOL_ERROR, "reserved bits set")
+        if not b1 & 0x80:
+            raise WebSocketError(CLOSE_PROTOCOL_ERROR, "client frame not masked")
+        if opcode >= 8:
+            if opcode > OP_PONG:
+                raise WebSocketError(CLOSE_PROTOCOL_ERROR, "reserved opcode")
+            if n > 125 or not b0 & 0x80:
+                raise WebSocketError(CLOSE_PROTOCOL_ERROR, "bad control frame")
+            return
+        if opcode not in (OP_CONT, OP_TEXT, OP_BINARY):
+            raise WebSocketError(CLOSE_PROTOCOL_ERROR, "reserved opcode")
+        if n + (self._frag_len if opcode == OP_CONT else 0) > self.max_size:
+            raise WebSocketError(CLOSE_TOO_BIG, "message too big")
+
+    def _assemble(self, fin: int, opcode: int, payload: bytes) -> tuple[int, bytes] | None:
+        if opcode >= 8:
+            return opcode, payload
+        if opcode == OP_CONT:
+            if not self._frag_op:
+                raise WebSocketError(CLOSE_PROTOCOL_ERROR, "continuation without a start")
+            self._frag.append(payload)
+            self._frag_len += len(payload)
+            if not fin:
+                return None
+            msg = (self._frag_op, b"".join(self._frag))
+            self._frag_op, self._frag, self._frag_len = 0, [], 0
+            return msg
+        if self._frag_op:
+            raise WebSocketError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
+        if fin:
+            return opcode, payload
+        self._frag_op, self._frag, self._frag_len = opcode, [payload], len(payload)
+        return None
