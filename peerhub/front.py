@@ -26,7 +26,7 @@ import os
 import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from peerhub import wsframes as wf
 
@@ -132,8 +132,7 @@ class HeadProtocol(asyncio.Protocol):
         self.done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.started = asyncio.get_running_loop().time()
         self.front.heads.add(self)
 
@@ -240,6 +239,8 @@ class WebSocket(asyncio.Protocol):
         self.close_code = wf.CLOSE_ABNORMAL
         self._close_timer: asyncio.TimerHandle | None = None
         self._limit = front.options.send_buffer_limit
+        self._out: list[bytes] = []  # frames written in this loop iteration, not yet sent
+        self._loop = asyncio.get_running_loop()
         front.sockets.add(self)
         front.log_action("connecting", scope["path"], scope["client"])
         self.task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
@@ -269,7 +270,7 @@ class WebSocket(asyncio.Protocol):
                     self._push({"type": "websocket.receive", "bytes": payload})
             elif opcode == wf.OP_PING:
                 if self.state == OPEN:
-                    self.transport.write(wf.encode_frame(wf.OP_PONG, payload))
+                    self._queue(wf.encode_frame(wf.OP_PONG, payload))
             elif opcode == wf.OP_CLOSE:
                 self._client_closed(payload)
                 return
@@ -283,7 +284,7 @@ class WebSocket(asyncio.Protocol):
             return
         if self.state == OPEN:
             reply = wf.CLOSE_NORMAL if code == wf.CLOSE_NO_STATUS else code
-            self.transport.write(wf.close_frame(reply))
+            self._write_now(wf.close_frame(reply))
         self.close_code = code
         self.transport.close()
         self._disconnected()
@@ -292,7 +293,7 @@ class WebSocket(asyncio.Protocol):
         """Close for a protocol violation by the client."""
         logger.info("closing a websocket (%d): %s", code, reason)
         if self.state in (OPEN, CLOSING):
-            self.transport.write(wf.close_frame(code, reason))
+            self._write_now(wf.close_frame(code, reason))
         self.close_code = code
         self.transport.close()
         self._disconnected()
@@ -316,7 +317,7 @@ class WebSocket(asyncio.Protocol):
         elif self.state == OPEN:
             if not self.ping_sent:
                 self.ping_sent = now
-                self.transport.write(wf.encode_frame(wf.OP_PING, b""))
+                self._queue(wf.encode_frame(wf.OP_PING, b""))
             elif now - self.ping_sent >= interval:
                 logger.info("dropping a websocket that stopped answering pings")
                 self.transport.abort()
@@ -345,6 +346,28 @@ class WebSocket(asyncio.Protocol):
         self.front.sockets.discard(self)
         self._push({"type": "websocket.disconnect", "code": self.close_code})
 
+    # --- writing ----------------------------------------------------------------------
+
+    def _queue(self, frame: bytes) -> None:
+        """Write ``frame`` at the end of this loop iteration, with the others queued in it
+        (a burst to one peer becomes one system call)."""
+        out = self._out
+        if not out:
+            self._loop.call_soon(self._flush)
+        out.append(frame)
+
+    def _flush(self) -> None:
+        out = self._out
+        if out:
+            self._out = []
+            if not self.transport.is_closing():
+                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _write_now(self, data: bytes) -> None:
+        """Write ``data`` after whatever is queued, at once (before a close)."""
+        self._flush()
+        self.transport.write(data)
+
     async def receive(self) -> Message:
         """ASGI receive: the next event for the application."""
         events = self.events
@@ -371,9 +394,9 @@ class WebSocket(asyncio.Protocol):
                 return
             text = message.get("text")
             if text is not None:
-                transport.write(wf.encode_frame(wf.OP_TEXT, text.encode()))
+                self._queue(wf.encode_frame(wf.OP_TEXT, text.encode()))
             else:
-                transport.write(wf.encode_frame(wf.OP_BINARY, message.get("bytes") or b""))
+                self._queue(wf.encode_frame(wf.OP_BINARY, message.get("bytes") or b""))
         elif kind == "websocket.accept":
             self._accept(message)
         elif kind == "websocket.close":
@@ -385,21 +408,20 @@ class WebSocket(asyncio.Protocol):
         if self.state != CONNECTING:
             return
         extra = [(bytes(k), bytes(v)) for k, v in message.get("headers") or ()]
-        self.transport.write(wf.switching_protocols(self.key, message.get("subprotocol"),
-                                                    extra))
+        self._queue(wf.switching_protocols(self.key, message.get("subprotocol"), extra))
         self.state = OPEN
         self.front.log_action("connected", self.scope["path"], self.scope["client"])
 
     def _close(self, code: int, reason: str) -> None:
         if self.state == CONNECTING:
-            self.transport.write(wf.plain_response(403, "Forbidden"))
+            self._write_now(wf.plain_response(403, "Forbidden"))
             self.close_code = 1006
             self.transport.close()
             self._disconnected()
         elif self.state == OPEN:
             if code not in SENDABLE_CODES and not 3000 <= code <= 4999:
                 code = 1000
-            self.transport.write(wf.close_frame(code, reason))
+            self._write_now(wf.close_frame(code, reason))
             self.state = CLOSING
             self.close_code = code
             self._close_timer = asyncio.get_running_loop().call_later(

@@ -118,7 +118,7 @@ def server_with_front(sock: socket.socket, backlog: int) -> type:
 
     from peerhub.front import Front, adopt_into_twisted
 
-    class PeerhubServer(Server):  # type: ignore[misc]
+    class PeerhubServer(Server):
         def run(self) -> None:
             reactor.callWhenRunning(self._start_front)
             super().run()
@@ -126,12 +126,19 @@ def server_with_front(sock: socket.socket, backlog: int) -> type:
         def _start_front(self) -> None:
             front = Front(front_options(), self.application,
                           adopt_into_twisted(self.http_factory), self.action_logger)
-            asyncio.ensure_future(front.start(sock, backlog))
+            self.front_started = asyncio.ensure_future(front.start(sock, backlog))
+            self.front_started.add_done_callback(self._front_start_done)
 
             def stop() -> defer.Deferred[None]:
                 return defer.Deferred.fromFuture(asyncio.ensure_future(front.shutdown()))
 
-            reactor.addSystemEventTrigger("before", "shutdown", stop)
+            reactor.addSystemEventTrigger("before", "shutdown", stop)  # type: ignore[arg-type]
+
+        def _front_start_done(self, started: asyncio.Future[None]) -> None:
+            if not started.cancelled() and started.exception() is not None:
+                print(f"peerhub: the websocket front did not start: {started.exception()}",
+                      file=sys.stderr, flush=True)
+                reactor.stop()  # type: ignore[misc]
 
     return PeerhubServer
 

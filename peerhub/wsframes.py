@@ -13,9 +13,9 @@ import struct
 from dataclasses import dataclass
 
 try:  # websockets (a requirement) ships the XOR unmasking in C
-    from websockets.speedups import apply_mask as _c_apply_mask
-except ImportError:  # pragma: no cover - the pure-Python fallback
-    _c_apply_mask = None
+    from websockets.speedups import apply_mask as _xor_mask
+except ImportError:  # pragma: no cover - its pure-Python version
+    from websockets.utils import apply_mask as _xor_mask
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -135,11 +135,7 @@ def plain_response(status: int, reason: str) -> bytes:
 
 def apply_mask(payload: bytes, mask: bytes) -> bytes:
     """XOR ``payload`` with the 4-byte masking key (RFC 6455 section 5.3)."""
-    if _c_apply_mask is not None:
-        return bytes(_c_apply_mask(payload, mask))
-    n = len(payload)
-    key = (mask * (n // 4 + 1))[:n]
-    return (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
+    return _xor_mask(payload, mask)
 
 
 _SHORT = struct.Struct("!BB")
