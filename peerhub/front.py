@@ -242,7 +242,6 @@ class WebSocket(asyncio.Protocol):
         self._out: list[bytes] = []  # frames written in this loop iteration, not yet sent
         self._loop = asyncio.get_running_loop()
         front.sockets.add(self)
-        front.log_action("connecting", scope["path"], scope["client"])
         self.task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
             self._run())
 

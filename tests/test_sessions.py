@@ -57,3 +57,42 @@ async def test_sigterm_records_every_live_sessions_end(start_server: StartServer
         assert [r["live"] for r in rows] == [False]
         assert rows[0]["reason"] == "server stopped"
         await a.close()
+
+
+async def _short_sessions_are_recorded_whole(server: LiveServer) -> None:
+    """Sessions that open and close between two writes are inserted complete."""
+    peers = [await join(server, f"S{n}") for n in range(30)]
+    for ws in peers:
+        await send(ws, type="CANDIDATE", dst="nobody-here", payload=1)
+    for ws in peers:
+        await ws.close()
+    keep = await join(server, "K")
+    await asyncio.to_thread(wait_for, lambda: len(sessions(server)) == 31, 10.0)
+    rows = {s["peer"]: s for s in sessions(server)}
+    for n in range(30):
+        row = rows[f"S{n}"]
+        assert row["live"] is False and row["reason"] == "closed by client", row
+        assert row["inn"] == 1, row
+    assert rows["K"]["live"] is True
+    await keep.close()
+
+
+async def test_short_sessions_recorded_whole_sqlite(start_server: StartServer) -> None:
+    with start_server() as server:
+        await _short_sessions_are_recorded_whole(server)
+
+
+async def test_short_sessions_recorded_whole_postgres(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from tests.conftest import missing
+    from tests.services import fresh_postgres_database, postgres_reachable
+    from tests.servers import prepare_database, run_server, server_env
+
+    if not postgres_reachable():
+        missing("PostgreSQL not reachable (set TEST_POSTGRES_URL)")
+    var = Path(str(tmp_path))
+    with fresh_postgres_database() as db_url:
+        prepare_database(var, server_env(var, 0, DATABASE_URL=db_url))
+        with run_server(var / "node", None, DATABASE_URL=db_url) as server:
+            await _short_sessions_are_recorded_whole(server)
