@@ -27,6 +27,7 @@ import socket
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
+from urllib.parse import unquote
 
 from peerhub import wsframes as wf
 
@@ -66,11 +67,11 @@ class Front:
 
     def __init__(self, options: FrontOptions, application: Application,
                  handoff: Callable[[asyncio.Transport, bytes], None],
-                 action_logger: Callable[[str, str, dict[str, Any]], None] | None = None):
+                 access_log: Callable[[str, str, tuple[str, int]], None] | None = None):
         self.options = options
         self.application = application
         self.handoff = handoff
-        self.action_logger = action_logger
+        self.access_log = access_log
         self.heads: set[HeadProtocol] = set()
         self.sockets: set[WebSocket] = set()
         self._server: asyncio.Server | None = None
@@ -97,11 +98,10 @@ class Front:
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
 
-    def log_action(self, action: str, path: str, client: tuple[str, int]) -> None:
-        """One access-log line, as daphne writes for its websockets."""
-        if self.action_logger is not None:
-            self.action_logger("websocket", action,
-                               {"path": path, "client": f"{client[0]}:{client[1]}"})
+    def log_action(self, verb: str, path: str, client: tuple[str, int]) -> None:
+        """One access-log line (``WSCONNECT``, ``WSDISCONNECT``, ``WSREJECT``)."""
+        if self.access_log is not None:
+            self.access_log(verb, path, client)
 
     async def _sweep_forever(self) -> None:
         period = max(0.05, self.options.ping_interval / 2)
@@ -181,8 +181,6 @@ class HeadProtocol(asyncio.Protocol):
 
 def build_scope(front: Front, transport: asyncio.Transport, head: wf.RequestHead) -> Scope:
     """The ASGI websocket scope for an upgrade request (as daphne builds it)."""
-    from urllib.parse import unquote
-
     raw_path, _, query = head.target.partition(b"?")
     peer = transport.get_extra_info("peername") or ("", 0)
     sockname = transport.get_extra_info("sockname") or ("", 0)
@@ -338,9 +336,9 @@ class WebSocket(asyncio.Protocol):
         if self.state == CLOSED:
             return
         if self.state == CONNECTING:
-            self.front.log_action("rejected", self.scope["path"], self.scope["client"])
+            self.front.log_action("WSREJECT", self.scope["path"], self.scope["client"])
         else:
-            self.front.log_action("disconnected", self.scope["path"], self.scope["client"])
+            self.front.log_action("WSDISCONNECT", self.scope["path"], self.scope["client"])
         self.state = CLOSED
         self.front.sockets.discard(self)
         self._push({"type": "websocket.disconnect", "code": self.close_code})
@@ -409,7 +407,7 @@ class WebSocket(asyncio.Protocol):
         extra = [(bytes(k), bytes(v)) for k, v in message.get("headers") or ()]
         self._queue(wf.switching_protocols(self.key, message.get("subprotocol"), extra))
         self.state = OPEN
-        self.front.log_action("connected", self.scope["path"], self.scope["client"])
+        self.front.log_action("WSCONNECT", self.scope["path"], self.scope["client"])
 
     def _close(self, code: int, reason: str) -> None:
         if self.state == CONNECTING:

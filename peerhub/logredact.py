@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any
 
 from daphne.access import AccessLogGenerator
@@ -34,3 +35,16 @@ class RedactingAccessLog(AccessLogGenerator):
                     length: Any = None, ident: Any = None, user: Any = None) -> None:
         super().write_entry(host, date, redact_path(str(request)), status, length, ident,
                             user)
+
+    def websocket(self, verb: str, path: str, client: tuple[str, int]) -> None:
+        """A websocket line in the same format, cheaply (the front calls this on every
+        connect and disconnect): the timestamp is formatted once per second, and the
+        path of a websocket never holds a token (it has no query string here)."""
+        now = int(time.time())
+        if now != self._second:
+            self._second = now
+            self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S", time.localtime(now))
+        self.stream.write(f'{client[0]}:{client[1]} - - [{self._stamp}] "{verb} {path}" - -\n')
+
+    _second = -1
+    _stamp = ""

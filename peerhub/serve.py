@@ -131,6 +131,7 @@ def server_with_front(sock: socket.socket, backlog: int) -> type:
     from twisted.internet import defer, reactor
 
     from peerhub.front import Front, adopt_into_twisted
+    from peerhub.logredact import RedactingAccessLog
 
     class PeerhubServer(Server):
         def run(self) -> None:
@@ -139,8 +140,10 @@ def server_with_front(sock: socket.socket, backlog: int) -> type:
 
         def _start_front(self) -> None:
             tune_gc()
+            access = self.action_logger
             front = Front(front_options(), self.application,
-                          adopt_into_twisted(self.http_factory), self.action_logger)
+                          adopt_into_twisted(self.http_factory),
+                          access.websocket if isinstance(access, RedactingAccessLog) else None)
             self.front_started = asyncio.ensure_future(front.start(sock, backlog))
             self.front_started.add_done_callback(self._front_start_done)
 

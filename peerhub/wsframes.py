@@ -57,13 +57,11 @@ class RequestHead:
     method: bytes
     target: bytes  # path and query, as sent
     headers: list[tuple[bytes, bytes]]  # names lower-cased, values stripped
+    first: dict[bytes, bytes]  # each name's first value
 
     def header(self, name: bytes) -> bytes | None:
         """The first value of header ``name`` (lower case), or None."""
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
+        return self.first.get(name)
 
 
 def parse_head(head: bytes) -> RequestHead:
@@ -73,12 +71,15 @@ def parse_head(head: bytes) -> RequestHead:
     if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
         raise HeadError("bad request line")
     headers = []
+    first: dict[bytes, bytes] = {}
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
         if not sep or not name or name != name.strip():
             raise HeadError("bad header line")
-        headers.append((name.lower(), value.strip()))
-    return RequestHead(parts[0], parts[1], headers)
+        name, value = name.lower(), value.strip()
+        headers.append((name, value))
+        first.setdefault(name, value)
+    return RequestHead(parts[0], parts[1], headers, first)
 
 
 def header_has_token(value: bytes | None, token: bytes) -> bool:
