@@ -61,16 +61,16 @@ def daphne_argv(endpoint: str | None = None) -> list[str]:
 
 
 def use_uvloop() -> bool:
-    """Install uvloop's event loop policy when asked to (UVLOOP=true) and available.
+    """Install uvloop's event loop policy (``UVLOOP``, default true) when available.
 
     It must happen before daphne creates its event loop at import.
     """
-    if not env_bool("UVLOOP", False):
+    if not env_bool("UVLOOP", True):
         return False
     try:
         import uvloop
     except ImportError:
-        print("peerhub: UVLOOP=true but uvloop is not installed; using asyncio", flush=True)
+        print("peerhub: uvloop is not installed; using asyncio's event loop", flush=True)
         return False
     uvloop.install()
     return True
