@@ -104,7 +104,7 @@ class Front:
             self.access_log(verb, path, client)
 
     async def _sweep_forever(self) -> None:
-        period = max(0.05, self.options.ping_interval / 2)
+        period = max(0.05, min(self.options.ping_interval, self.options.handshake_timeout) / 2)
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(period)

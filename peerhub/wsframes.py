@@ -158,7 +158,9 @@ def close_frame(code: int, reason: str = "") -> bytes:
     """A close frame with ``code`` (1005 means: no status) and an optional reason."""
     if code == CLOSE_NO_STATUS:
         return encode_frame(OP_CLOSE, b"")
-    return encode_frame(OP_CLOSE, code.to_bytes(2, "big") + reason.encode()[:120])
+    # A control frame holds 125 bytes: the code and at most 123 bytes of whole characters.
+    text = reason.encode()[:123].decode("utf-8", "ignore").encode()
+    return encode_frame(OP_CLOSE, code.to_bytes(2, "big") + text)
 
 
 def parse_close(payload: bytes) -> int:
@@ -168,7 +170,7 @@ def parse_close(payload: bytes) -> int:
     if len(payload) == 1:
         raise WebSocketError(CLOSE_PROTOCOL_ERROR, "bad close frame")
     code = int.from_bytes(payload[:2], "big")
-    if not (1000 <= code <= 1011 and code not in (1004, 1005, 1006)) and \
+    if not (1000 <= code <= 1014 and code not in (1004, 1005, 1006)) and \
             not 3000 <= code <= 4999:
         raise WebSocketError(CLOSE_PROTOCOL_ERROR, "bad close code")
     try:

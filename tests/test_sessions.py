@@ -86,8 +86,8 @@ async def test_short_sessions_recorded_whole_postgres(tmp_path: object) -> None:
     from pathlib import Path
 
     from tests.conftest import missing
-    from tests.services import fresh_postgres_database, postgres_reachable
     from tests.servers import prepare_database, run_server, server_env
+    from tests.services import fresh_postgres_database, postgres_reachable
 
     if not postgres_reachable():
         missing("PostgreSQL not reachable (set TEST_POSTGRES_URL)")
