@@ -328,7 +328,7 @@ class WebSocket(asyncio.Protocol):
             self.waiter = None
             if not waiter.done():
                 waiter.set_result(None)
-        if not self.paused and len(self.events) > HIGH_WATER:
+        if not self.paused and len(self.events) > HIGH_WATER and self.state != CLOSED:
             self.paused = True
             self.transport.pause_reading()
 
