@@ -27,13 +27,16 @@ async def _close_all_sockets() -> None:
 daphne_compat.install(settings.PEERHUB_SEND_BUFFER_LIMIT)
 if "twisted.internet.reactor" in sys.modules:  # running under daphne
     daphne_compat.on_shutdown(_close_all_sockets)
-_peer_consumer = PeerConsumer.as_asgi()
+#: The PeerJS socket's ASGI application. The websocket front (``peerhub.front``) runs it
+#: directly for ``{path}peerjs``: it has already matched the path, and each layer of
+#: routing is another coroutine frame kept alive for every connected peer.
+peer_socket_app = PeerConsumer.as_asgi()
 
 
 async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Serve the exact path ``{path}peerjs``; refuse any other websocket path."""
     if scope["path"] == get_config().ws_path:
-        await _peer_consumer(scope, receive, send)
+        await peer_socket_app(scope, receive, send)
         return
     await receive()  # websocket.connect
     await send({"type": "websocket.close", "code": 1008})

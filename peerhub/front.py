@@ -24,7 +24,6 @@ import asyncio
 import logging
 import os
 import socket
-from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import unquote
@@ -213,13 +212,17 @@ def build_scope(front: Front, transport: asyncio.Transport, head: wf.RequestHead
         "path": unquote(raw_path.decode("ascii", "replace")),
         "raw_path": raw_path,
         "query_string": query,
-        "headers": [[name, value] for name, value in head.headers],
+        "headers": head.headers,  # (name, value) pairs, names lower-case
         "subprotocols": subprotocols,
     }
 
 
 class WebSocket(asyncio.Protocol):
     """One accepted websocket, bridged to one ASGI application instance."""
+
+    __slots__ = ("front", "transport", "scope", "key", "state", "reader", "events", "waiter",
+                 "paused", "seen", "ping_sent", "close_code", "_close_timer", "_limit",
+                 "_out", "_loop", "task")
 
     def __init__(self, front: Front, transport: asyncio.Transport, scope: Scope,
                  key: bytes):
@@ -229,7 +232,7 @@ class WebSocket(asyncio.Protocol):
         self.key = key
         self.state = CONNECTING
         self.reader = wf.FrameReader(front.options.max_message_size)
-        self.events: deque[Message] = deque([{"type": "websocket.connect"}])
+        self.events: list[Message] = [{"type": "websocket.connect"}]  # rarely more than one
         self.waiter: asyncio.Future[None] | None = None
         self.paused = False
         self.seen = True
@@ -371,7 +374,7 @@ class WebSocket(asyncio.Protocol):
         while not events:
             self.waiter = asyncio.get_running_loop().create_future()
             await self.waiter
-        event = events.popleft()
+        event = events.pop(0)
         if self.paused and len(events) < LOW_WATER and self.state != CLOSED:
             self.paused = False
             self.transport.resume_reading()

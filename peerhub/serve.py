@@ -141,7 +141,9 @@ def server_with_front(sock: socket.socket, backlog: int) -> type:
         def _start_front(self) -> None:
             tune_gc()
             access = self.action_logger
-            front = Front(front_options(), self.application,
+            from peerhub.asgi import peer_socket_app
+
+            front = Front(front_options(), peer_socket_app,
                           adopt_into_twisted(self.http_factory),
                           access.websocket if isinstance(access, RedactingAccessLog) else None)
             self.front_started = asyncio.ensure_future(front.start(sock, backlog))
