@@ -50,12 +50,17 @@ def header(scope: Scope, name: bytes) -> str | None:
 class PeerConsumer(AsyncConsumer):
     """One PeerJS client's websocket: handshake, then relay until it closes."""
 
+    # Slots: one of these lives for every connected peer.
+    __slots__ = ("scope", "_send", "_closed", "close_reason", "session", "cfg", "key",
+                 "peer_id", "token", "client_version", "queue_limit", "_bucket")
+
     key: str
     peer_id: str
     token: str
-    queue_limit: int = 0
+    queue_limit: int
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        self.queue_limit = 0
         self.scope = scope
         self._send = send
         self._closed = False
