@@ -632,3 +632,22 @@ async def test_front_serves_the_mounted_path_only(start_server: StartServer) -> 
         raw.close()
         await a.close()
         await b.close()
+
+
+async def test_proxy_headers_give_the_front_the_forwarded_client_address(
+        start_server: StartServer) -> None:
+    """With PROXY_HEADERS the per-address limit counts X-Forwarded-For, not the proxy."""
+    with start_server(PROXY_HEADERS="true", MAX_SOCKETS_PER_IP="1") as server:
+        first = await open_socket(server, uid(),
+                                  additional_headers={"X-Forwarded-For": "203.0.113.7"})
+        assert await recv(first) == {"type": "OPEN"}
+        other = await open_socket(server, uid(),
+                                  additional_headers={"X-Forwarded-For": "203.0.113.8"})
+        assert await recv(other) == {"type": "OPEN"}
+        again = await open_socket(server, uid(),
+                                  additional_headers={"X-Forwarded-For": "203.0.113.7"})
+        assert await recv(again) == {"type": "ERROR",
+                                     "payload": {"msg": Errors.IP_SOCKETS}}
+        assert await closed_with(again) == 1008
+        for ws in (first, other, again):
+            await ws.close()
