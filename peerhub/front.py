@@ -45,6 +45,8 @@ LOW_WATER = 64
 CLOSE_TIMEOUT = 5.0
 
 CONNECTING, OPEN, CLOSING, CLOSED = range(4)
+#: The scope's ``asgi`` entry, shared by every socket (applications only read it).
+ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 
 
 class FrontOptions:
@@ -203,7 +205,7 @@ def build_scope(front: Front, transport: asyncio.Transport, head: wf.RequestHead
                              .split(",") if s.strip()]
     return {
         "type": "websocket",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "asgi": ASGI_VERSION,
         "http_version": "1.1",
         "scheme": scheme,
         "server": (str(sockname[0]), int(sockname[1])),

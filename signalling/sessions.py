@@ -40,7 +40,7 @@ def node_name() -> str:
     return os.environ.get("NODE_NAME") or f"{socket.gethostname()}:{os.environ.get('PORT', '9000')}"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class SessionInfo:
     """What a connection knows about its session; counters are bumped on the hot path."""
 
