@@ -306,7 +306,7 @@ class WebSocket(asyncio.Protocol):
         self._disconnected()
 
     def pause_writing(self) -> None:
-        pass  # the send-buffer cap in send() bounds what waits
+        pass  # the send-buffer cap in _flush() bounds what waits
 
     def resume_writing(self) -> None:
         pass
@@ -362,8 +362,16 @@ class WebSocket(asyncio.Protocol):
         out = self._out
         if out:
             self._out = []
-            if not self.transport.is_closing():
-                self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+            transport = self.transport
+            if transport.is_closing():
+                return
+            if transport.get_write_buffer_size() > self._limit:
+                # pongs and pings are queued here too, not only the application's frames
+                logger.warning("dropping a websocket that does not read (%d bytes waiting)",
+                               transport.get_write_buffer_size())
+                transport.abort()
+                return
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
 
     def _write_now(self, data: bytes) -> None:
         """Write ``data`` after whatever is queued, at once (before a close)."""
@@ -388,12 +396,6 @@ class WebSocket(asyncio.Protocol):
         if kind == "websocket.send":
             if self.state != OPEN:
                 return  # closing or closed: the application learns via disconnect
-            transport = self.transport
-            if transport.get_write_buffer_size() > self._limit:
-                logger.warning("dropping a websocket that does not read (%d bytes waiting)",
-                               transport.get_write_buffer_size())
-                transport.abort()
-                return
             text = message.get("text")
             if text is not None:
                 self._queue(wf.encode_frame(wf.OP_TEXT, text.encode()))

@@ -29,12 +29,16 @@ OP_PONG = 0xA
 CLOSE_NORMAL = 1000
 CLOSE_PROTOCOL_ERROR = 1002
 CLOSE_INVALID_DATA = 1007
+CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
 CLOSE_NO_STATUS = 1005
 CLOSE_ABNORMAL = 1006
 
-#: Head of an HTTP request larger than this is refused (431).
+#: Head of an HTTP request larger than this is not read by the front.
 MAX_HEAD_SIZE = 16384
+#: Non-empty fragments one message may have (a message of many tiny fragments is a
+#: way to make the server do work without ever finishing a message).
+MAX_FRAGMENTS = 1024
 
 
 class WebSocketError(Exception):
@@ -255,7 +259,10 @@ class FrameReader:
         if opcode == OP_CONT:
             if not self._frag_op:
                 raise WebSocketError(CLOSE_PROTOCOL_ERROR, "continuation without a start")
-            self._frag.append(payload)
+            if payload:
+                if len(self._frag) >= MAX_FRAGMENTS:
+                    raise WebSocketError(CLOSE_POLICY, "too many fragments")
+                self._frag.append(payload)
             self._frag_len += len(payload)
             if not fin:
                 return None

@@ -651,3 +651,20 @@ async def test_proxy_headers_give_the_front_the_forwarded_client_address(
         assert await closed_with(again) == 1008
         for ws in (first, other, again):
             await ws.close()
+
+
+async def test_a_ping_flood_from_a_peer_that_never_reads_is_dropped(
+        start_server: StartServer) -> None:
+    """Pongs count against SEND_BUFFER_LIMIT like any frame; bystanders are unaffected."""
+    with start_server(SEND_BUFFER_LIMIT="16384") as server:
+        a, b, a_id, b_id = await pair(server)
+        raw, _ = await raw_join(server, uid("flood"))
+        raw.writer.transport.pause_reading()  # type: ignore[attr-defined]
+        pings = client_frame(OP_PING, b"p" * 125) * 1000  # about 131 KB per write
+        with pytest.raises(OSError):  # reset or broken pipe once the server dropped it
+            for _ in range(400):  # up to 52 MB of pings, far beyond the socket buffers
+                await raw.send(pings)
+        await relays(a, b, a_id, b_id)
+        raw.close()
+        await a.close()
+        await b.close()

@@ -490,3 +490,20 @@ def test_reader_too_big_fragmented_message_is_1009_at_the_offending_header() -> 
 def test_reader_control_frames_do_not_count_against_max_size() -> None:
     reader = FrameReader(10)
     assert reader.feed(client_frame(OP_PING, b"p" * 125)) == [(OP_PING, b"p" * 125)]
+
+
+def test_empty_continuation_frames_cost_nothing_and_end_the_message() -> None:
+    reader = FrameReader(1024)
+    stream = client_frame(wf.OP_TEXT, b"ab", fin=False)
+    stream += client_frame(wf.OP_CONT, b"", fin=False) * 5000
+    stream += client_frame(wf.OP_CONT, b"c")
+    assert reader.feed(stream) == [(wf.OP_TEXT, b"abc")]
+
+
+def test_a_message_of_too_many_fragments_is_refused_with_1008() -> None:
+    reader = FrameReader(1 << 20)
+    stream = client_frame(wf.OP_TEXT, b"a", fin=False)
+    stream += client_frame(wf.OP_CONT, b"b", fin=False) * wf.MAX_FRAGMENTS
+    with pytest.raises(WebSocketError) as err:
+        reader.feed(stream)
+    assert err.value.code == 1008
