@@ -61,3 +61,10 @@ def normalise_mount_path(path: str) -> str:
     """Return ``path`` beginning and ending with one slash, as PeerJS clients expect."""
     inner = path.strip().strip("/")
     return "/" if inner == "" else f"/{inner}/"
+
+
+def node_name() -> str:
+    """This process's name in session rows and logs: ``NODE_NAME`` or ``host:PORT``."""
+    import socket
+
+    return os.environ.get("NODE_NAME") or f"{socket.gethostname()}:{env_str('PORT', '9000')}"

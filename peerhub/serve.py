@@ -76,13 +76,19 @@ def use_uvloop() -> bool:
     return True
 
 
-def listen_socket(host: str, port: int, backlog: int) -> socket.socket:
-    """A bound, listening, non-blocking TCP socket (errors such as a busy port now)."""
+def listen_socket(host: str, port: int, backlog: int, reuse_port: bool = False
+                  ) -> socket.socket:
+    """A bound, listening, non-blocking TCP socket (errors such as a busy port now).
+
+    ``reuse_port`` lets several processes listen on the port (``WORKERS``).
+    """
     family, kind, proto, _, addr = socket.getaddrinfo(
         host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(addr)
         sock.listen(backlog)
     except OSError:
@@ -164,8 +170,18 @@ def server_with_front(sock: socket.socket, backlog: int) -> type:
 
 
 def main() -> None:
-    """Run daphne in this process (behind the websocket front unless switched off)."""
+    """Run daphne in this process (behind the websocket front unless switched off), or
+    supervise ``WORKERS`` such processes sharing the port."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peerhub.settings")
+    workers = env_int("WORKERS", 1, minimum=1)
+    if workers > 1:
+        from peerhub.workers import WorkersRefused, supervise
+
+        try:
+            sys.exit(supervise(workers))
+        except WorkersRefused as exc:
+            print(f"peerhub: {exc}", file=sys.stderr, flush=True)
+            sys.exit(2)
     use_uvloop()
     import daphne.cli
     from daphne.cli import CommandLineInterface
@@ -179,7 +195,7 @@ def main() -> None:
     if env_bool("WEBSOCKET_FRONT", True):
         backlog = env_int("LISTEN_BACKLOG", 4096, minimum=1)
         try:
-            sock = listen_socket(host, port, backlog)
+            sock = listen_socket(host, port, backlog, env_bool("REUSE_PORT", False))
         except OSError as exc:
             print(f"peerhub: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
             sys.exit(1)

@@ -29,7 +29,7 @@ def _make_hub() -> LocalHub:
         return LocalHub(cfg.queue_limit, cfg.expire_timeout, cfg.cleanup_interval,
                         cfg.sender_queue_limit)
     from signalling.cluster import RedisHub
-    from signalling.sessions import node_name
+    from peerhub.env import node_name
 
     hub = RedisHub(settings.REDIS_URL, settings.REDIS_PREFIX, node_name(), cfg.queue_limit,
                    cfg.expire_timeout, cfg.cleanup_interval, lease=cfg.alive_timeout,

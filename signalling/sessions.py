@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
-import os
-import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,6 +21,7 @@ from typing import Any
 from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
+from peerhub.env import node_name
 from signalling import metrics
 
 logger = logging.getLogger(__name__)
@@ -35,9 +34,6 @@ _INSERT_COLUMNS = ("api_key", "peer_id", "node", "transport", "remote_addr", "us
 FLUSH_INTERVAL = 0.5
 
 
-def node_name() -> str:
-    """This process's name in session rows: ``NODE_NAME`` or ``host:port``."""
-    return os.environ.get("NODE_NAME") or f"{socket.gethostname()}:{os.environ.get('PORT', '9000')}"
 
 
 @dataclass(eq=False, slots=True)

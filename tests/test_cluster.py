@@ -229,3 +229,42 @@ async def test_deactivating_a_key_disconnects_its_peers_on_every_node(
     refused = await open_socket(n2, "D", key=key)
     assert (await recv(refused, 10))["type"] == "INVALID-KEY"
     await other.close()
+
+
+async def test_workers_share_one_port_and_act_as_one_server(cluster: Cluster) -> None:
+    """WORKERS=2: two processes on one port (SO_REUSEPORT), peers spread over both."""
+    (server,) = cluster(1, WORKERS="2")
+    ids = [f"W{i}" for i in range(30)]
+    sockets = [await join(server, peer_id) for peer_id in ids]
+    for i, ws in enumerate(sockets):
+        await send(ws, type="OFFER", dst=ids[(i + 1) % 30], payload=i)
+    for i in range(30):
+        assert (await recv(sockets[(i + 1) % 30]))["payload"] == i
+
+    def nodes() -> list[str]:
+        out = manage(server, "shell", "--no-imports", "-c",
+                     "import json; from signalling.models import PeerSession as S; "
+                     "print(json.dumps(sorted(set(S.objects.values_list('node', flat=True)))))")
+        return list(json.loads(out.splitlines()[-1]))
+
+    async def both_workers_recorded() -> None:
+        assert await asyncio.to_thread(nodes) == ["node0/1", "node0/2"]
+
+    await eventually(both_workers_recorded)
+    await asyncio.to_thread(server.stop, signal.SIGTERM)
+    for ws in sockets:
+        assert await closed_with(ws) == 1001
+
+
+def test_workers_refuse_to_start_without_redis(tmp_path: object) -> None:
+    import subprocess
+    import sys
+
+    from tests.servers import ROOT
+
+    done = subprocess.run([sys.executable, "-m", "peerhub.serve"], cwd=ROOT,
+                          env={"PATH": "/usr/bin:/bin", "WORKERS": "2",
+                               "PORT": str(free_port())},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "WORKERS > 1 needs REDIS_URL" in done.stderr
