@@ -28,8 +28,8 @@ def _make_hub() -> LocalHub:
     if not settings.REDIS_URL:
         return LocalHub(cfg.queue_limit, cfg.expire_timeout, cfg.cleanup_interval,
                         cfg.sender_queue_limit)
-    from signalling.cluster import RedisHub
     from peerhub.env import node_name
+    from signalling.cluster import RedisHub
 
     hub = RedisHub(settings.REDIS_URL, settings.REDIS_PREFIX, node_name(), cfg.queue_limit,
                    cfg.expire_timeout, cfg.cleanup_interval, lease=cfg.alive_timeout,
