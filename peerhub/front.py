@@ -45,6 +45,12 @@ LOW_WATER = 64
 CLOSE_TIMEOUT = 5.0
 
 CONNECTING, OPEN, CLOSING, CLOSED = range(4)
+#: Request headers kept in a socket's scope, which lives as long as the socket: the ones
+#: the PeerJS consumer and a proxy set-up read. Cookies and the handshake's own headers
+#: would only cost memory for every connected peer (and keep cookies around).
+SCOPE_HEADERS = frozenset({b"host", b"origin", b"user-agent", b"x-forwarded-for",
+                           b"x-forwarded-proto", b"x-forwarded-port", b"x-real-ip",
+                           b"sec-websocket-protocol"})
 #: The scope's ``asgi`` entry, shared by every socket (applications only read it).
 ASGI_VERSION = {"version": "3.0", "spec_version": "2.3"}
 
@@ -214,7 +220,7 @@ def build_scope(front: Front, transport: asyncio.Transport, head: wf.RequestHead
         "path": unquote(raw_path.decode("ascii", "replace")),
         "raw_path": raw_path,
         "query_string": query,
-        "headers": head.headers,  # (name, value) pairs, names lower-case
+        "headers": [pair for pair in head.headers if pair[0] in SCOPE_HEADERS],
         "subprotocols": subprotocols,
     }
 
