@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import os
-import struct
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus
 
 from signalling.protocol import ID_PATTERN, Errors
+from tests.rawframes import client_frame
 from tests.servers import LiveServer, run_server
 from tests.wsclient import closed_with, join, open_socket, recv, send
 
@@ -58,24 +58,6 @@ def quick_server(tmp_path_factory: pytest.TempPathFactory,
 
 
 # --- a raw client -------------------------------------------------------------------
-
-
-def client_frame(opcode: int, payload: bytes = b"", *, fin: bool = True,
-                 masked: bool = True, rsv: int = 0, length: int | None = None) -> bytes:
-    """One client frame, masked with a random key (``length`` overrides the header's)."""
-    n = len(payload) if length is None else length
-    b0 = (0x80 if fin else 0) | (rsv << 4) | opcode
-    mbit = 0x80 if masked else 0
-    if n < 126:
-        head = struct.pack("!BB", b0, mbit | n)
-    elif n < 65536:
-        head = struct.pack("!BBH", b0, mbit | 126, n)
-    else:
-        head = struct.pack("!BBQ", b0, mbit | 127, n)
-    if not masked:
-        return head + payload
-    mask = os.urandom(4)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
 
 
 def close_payload(code: int, reason: bytes = b"") -> bytes:
