@@ -7,6 +7,7 @@ at start-up with the variable's name instead of misbehaving later.
 from __future__ import annotations
 
 import os
+import socket
 
 
 class ImproperEnvironment(ValueError):
@@ -65,6 +66,4 @@ def normalise_mount_path(path: str) -> str:
 
 def node_name() -> str:
     """This process's name in session rows and logs: ``NODE_NAME`` or ``host:PORT``."""
-    import socket
-
     return os.environ.get("NODE_NAME") or f"{socket.gethostname()}:{env_str('PORT', '9000')}"

@@ -28,6 +28,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import unquote
 
+from daphne.utils import parse_x_forwarded_for
+
 from peerhub import wsframes as wf
 
 logger = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ class FrontOptions:
                  handshake_timeout: float, send_buffer_limit: int,
                  proxy_headers: bool):
         self.ws_path = ws_path.encode()
+        self.ws_request_prefix = b"GET " + self.ws_path  # how a PeerJS upgrade starts
         self.max_message_size = max_message_size
         self.ping_interval = ping_interval
         self.handshake_timeout = handshake_timeout
@@ -136,7 +139,6 @@ class HeadProtocol(asyncio.Protocol):
         self.front = front
         self.buf = b""
         self.started = 0.0
-        self.done = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
@@ -149,7 +151,7 @@ class HeadProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.buf += data
         buf = self.buf
-        ws_prefix = b"GET " + self.front.options.ws_path
+        ws_prefix = self.front.options.ws_request_prefix
         if len(buf) < len(ws_prefix) + 1 and ws_prefix.startswith(buf):
             return  # not enough to decide yet
         if not buf.startswith(ws_prefix) or buf[len(ws_prefix)] not in b"? ":
@@ -173,12 +175,10 @@ class HeadProtocol(asyncio.Protocol):
 
     def _to_daphne(self) -> None:
         self.front.heads.discard(self)
-        self.done = True
         self.front.handoff(self.transport, self.buf)
 
     def _upgrade(self, head: wf.RequestHead, key: bytes, rest: bytes) -> None:
         self.front.heads.discard(self)
-        self.done = True
         ws = WebSocket(self.front, self.transport, build_scope(self.front, self.transport,
                                                                 head), key)
         self.transport.set_protocol(ws)
@@ -194,8 +194,6 @@ def build_scope(front: Front, transport: asyncio.Transport, head: wf.RequestHead
     client: list[Any] = [str(peer[0]), int(peer[1])]
     scheme = "ws"
     if front.options.proxy_headers:
-        from daphne.utils import parse_x_forwarded_for
-
         addr, forwarded_scheme = parse_x_forwarded_for(dict(head.headers),
                                                        original_addr=client,
                                                        original_scheme=scheme)
@@ -251,8 +249,7 @@ class WebSocket(asyncio.Protocol):
         self._out: list[bytes] = []  # frames written in this loop iteration, not yet sent
         self._loop = asyncio.get_running_loop()
         front.sockets.add(self)
-        self.task: asyncio.Task[None] | None = asyncio.get_running_loop().create_task(
-            self._run())
+        self.task: asyncio.Task[None] | None = self._loop.create_task(self._run())
 
     # --- from the socket --------------------------------------------------------------
 
@@ -293,15 +290,17 @@ class WebSocket(asyncio.Protocol):
         if self.state == OPEN:
             reply = wf.CLOSE_NORMAL if code == wf.CLOSE_NO_STATUS else code
             self._write_now(wf.close_frame(reply))
-        self.close_code = code
-        self.transport.close()
-        self._disconnected()
+        self._end(code)
 
     def _fail(self, code: int, reason: str) -> None:
         """Close for a protocol violation by the client."""
         logger.info("closing a websocket (%d): %s", code, reason)
         if self.state in (OPEN, CLOSING):
             self._write_now(wf.close_frame(code, reason))
+        self._end(code)
+
+    def _end(self, code: int) -> None:
+        """Close the TCP connection now and tell the application, with ``code``."""
         self.close_code = code
         self.transport.close()
         self._disconnected()
@@ -388,7 +387,7 @@ class WebSocket(asyncio.Protocol):
         """ASGI receive: the next event for the application."""
         events = self.events
         while not events:
-            self.waiter = asyncio.get_running_loop().create_future()
+            self.waiter = self._loop.create_future()
             await self.waiter
         event = events.pop(0)
         if self.paused and len(events) < LOW_WATER and self.state != CLOSED:
@@ -434,8 +433,7 @@ class WebSocket(asyncio.Protocol):
             self._write_now(wf.close_frame(code, reason))
             self.state = CLOSING
             self.close_code = code
-            self._close_timer = asyncio.get_running_loop().call_later(
-                CLOSE_TIMEOUT, self.transport.abort)
+            self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
 
     async def _run(self) -> None:
         code = 1000
@@ -468,7 +466,6 @@ def adopt_into_twisted(factory: Any) -> Callable[[asyncio.Transport, bytes], Non
             return
         fd = os.dup(sock.fileno())
         family = sock.family
-        transport.pause_reading()
         transport.abort()  # closes asyncio's descriptor only; Twisted holds the other
         try:
             adopted = reactor.adoptStreamConnection(fd, family, factory)

@@ -31,6 +31,9 @@ class RedactTokensFilter(logging.Filter):
 class RedactingAccessLog(AccessLogGenerator):
     """daphne's access log, with tokens redacted from request paths."""
 
+    _second = -1  # the second whose timestamp text is in _stamp
+    _stamp = ""
+
     def write_entry(self, host: Any, date: Any, request: Any, status: Any = None,
                     length: Any = None, ident: Any = None, user: Any = None) -> None:
         super().write_entry(host, date, redact_path(str(request)), status, length, ident,
@@ -45,6 +48,3 @@ class RedactingAccessLog(AccessLogGenerator):
             self._second = now
             self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S", time.localtime(now))
         self.stream.write(f'{client[0]}:{client[1]} - - [{self._stamp}] "{verb} {path}" - -\n')
-
-    _second = -1
-    _stamp = ""

@@ -23,9 +23,12 @@ import shutil
 import socket
 import sys
 import tempfile
-from typing import Any
+from typing import TYPE_CHECKING
 
 from peerhub.env import env_bool, env_int, env_str
+
+if TYPE_CHECKING:
+    from peerhub.front import FrontOptions
 
 
 def daphne_argv(endpoint: str | None = None) -> list[str]:
@@ -98,7 +101,7 @@ def listen_socket(host: str, port: int, backlog: int, reuse_port: bool = False
     return sock
 
 
-def front_options() -> Any:
+def front_options() -> FrontOptions:
     """The websocket front's options, from Django settings (after daphne loaded them)."""
     from django.conf import settings
 
@@ -145,7 +148,6 @@ def server_with_front(sock: socket.socket, backlog: int) -> type:
             super().run()
 
         def _start_front(self) -> None:
-            tune_gc()
             access = self.action_logger
             from peerhub.asgi import peer_socket_app
 
@@ -190,6 +192,9 @@ def main() -> None:
 
     daphne.cli.AccessLogGenerator = RedactingAccessLog
 
+    from twisted.internet import reactor
+
+    reactor.callWhenRunning(tune_gc)  # once the application is loaded
     host, port = env_str("HOST", "0.0.0.0"), env_int("PORT", 9000)
     cli = CommandLineInterface()
     if env_bool("WEBSOCKET_FRONT", True):

@@ -12,10 +12,12 @@ import hashlib
 import struct
 from dataclasses import dataclass
 
-try:  # websockets (a requirement) ships the XOR unmasking in C
-    from websockets.speedups import apply_mask as _xor_mask
+# apply_mask(payload, mask): XOR a payload with its 4-byte masking key (RFC 6455 5.3).
+# websockets (a requirement) ships it in C; it is called for every frame received.
+try:
+    from websockets.speedups import apply_mask
 except ImportError:  # pragma: no cover - its pure-Python version
-    from websockets.utils import apply_mask as _xor_mask
+    from websockets.utils import apply_mask
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -136,11 +138,6 @@ def plain_response(status: int, reason: str) -> bytes:
     body = reason.encode()
     return (f"HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
-
-
-def apply_mask(payload: bytes, mask: bytes) -> bytes:
-    """XOR ``payload`` with the 4-byte masking key (RFC 6455 section 5.3)."""
-    return _xor_mask(payload, mask)
 
 
 _SHORT = struct.Struct("!BB")

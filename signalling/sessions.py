@@ -112,15 +112,13 @@ class SessionRecorder:
         """Write what is pending (synchronously); with ``touch``, refresh live rows."""
         opened, self._opened = self._opened, []
         closed, self._closed = self._closed, []
-        # A session that opened and closed since the last write is inserted whole; only
-        # sessions already in the table need an UPDATE for their end.
-        new = {id(i) for i in opened}
-        fresh = opened + [i for i in closed if i.row_id is None and id(i) not in new]
+        # A session that opened and closed since the last write is in both lists and has
+        # no row yet: its INSERT carries its end. Only rows written earlier need UPDATE.
         ended = [i for i in closed if i.row_id is not None]
         try:
             with transaction.atomic():
                 self._recover_once()
-                self._insert(fresh)
+                self._insert(opened)
                 self._finish(ended)
                 self._write_limit_hits()
                 if touch:
@@ -128,7 +126,7 @@ class SessionRecorder:
         except DatabaseError:
             logger.exception("could not write %d session events; will retry",
                              len(opened) + len(closed))
-            for info in fresh:
+            for info in opened:
                 info.row_id = None  # the transaction was rolled back
             self._opened[:0] = opened
             self._closed[:0] = closed
