@@ -1,9 +1,14 @@
-"""ASGI entry point: Django for HTTP, the PeerJS consumer at ``{path}peerjs``."""
+"""ASGI entry points: Django for HTTP, the PeerJS consumer at ``{path}peerjs``.
+
+The edge (:mod:`edge`) runs :data:`peer_socket_app` itself for the websocket path and
+proxies every request it does not serve to daphne, which runs :data:`application`.
+:data:`application` also routes websockets, for in-process tests
+(``WebsocketCommunicator``); daphne never receives one from the edge.
+"""
 
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 from django.core.asgi import get_asgi_application
@@ -12,24 +17,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peerhub.settings")
 django_http = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
-from django.conf import settings  # noqa: E402
 
-from peerhub import daphne_compat  # noqa: E402
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
-from signalling.runtime import get_hub  # noqa: E402
 
-
-async def _close_all_sockets() -> None:
-    await get_hub().close_all(None, 1001, "server stopped")
-
-
-daphne_compat.install(settings.PEERHUB_SEND_BUFFER_LIMIT)
-if "twisted.internet.reactor" in sys.modules:  # running under daphne
-    daphne_compat.on_shutdown(_close_all_sockets)
-#: The PeerJS socket's ASGI application. The websocket front (``peerhub.front``) runs it
-#: directly for ``{path}peerjs``: it has already matched the path, and each layer of
-#: routing is another coroutine frame kept alive for every connected peer.
+#: The PeerJS socket's ASGI application. The edge runs it directly for ``{path}peerjs``:
+#: it has already matched the path, and each layer of routing is another coroutine frame
+#: kept alive for every connected peer.
 peer_socket_app = PeerConsumer.as_asgi()
 
 
