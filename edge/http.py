@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 WS_SCOPE_HEADERS = frozenset({b"host", b"origin", b"user-agent", b"x-forwarded-for",
                               b"x-forwarded-proto", b"x-forwarded-port", b"x-real-ip",
                               b"sec-websocket-protocol"})
+#: Seconds a refused connection is read (and ignored) after its answer, before closing.
+LINGER_SECONDS = 2.0
 #: Seconds a connection refused by the per-address limits may take to send its head.
 REFUSED_TIMEOUT = 2.0
 REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
@@ -348,7 +350,19 @@ class HttpConnection(asyncio.Protocol):
             return
         self.edge.log_request(self.peer, "-", "-", refusal.status, len(refusal.text))
         self.transport.write(plain(refusal.status, refusal.text))
-        self.transport.close()
+        self._linger_close()
+
+    def _linger_close(self) -> None:
+        """Close after a refusal without losing it: stop writing, read (and drop) what
+        the client still sends for a moment, then close. Closing at once would make the
+        kernel answer the unread bytes with a reset, which can destroy the response
+        before the client reads it."""
+        if not self.transport.can_write_eof():
+            self.transport.close()
+            return
+        self.transport.write_eof()
+        self.transport.resume_reading()
+        self.loop.call_later(LINGER_SECONDS, self.transport.close)
 
     def _next(self) -> None:
         if self.busy or self.closing or not self.queue:
