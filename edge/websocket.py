@@ -32,6 +32,11 @@ HIGH_WATER = 256
 LOW_WATER = 64
 #: Seconds a closing socket waits for the client's close frame.
 CLOSE_TIMEOUT = 5.0
+#: A read this small that leaves a frame unfinished is a trickle (browsers write each
+#: frame whole): the socket is then read again only after DRIP_PAUSE seconds, so that a
+#: sender dripping a frame in tiny writes costs reads per DRIP_PAUSE, not per write.
+DRIP_READ = 512
+DRIP_PAUSE = 0.05
 
 CONNECTING, OPEN, CLOSING, CLOSED = range(4)
 
@@ -56,7 +61,8 @@ class WebSocket(asyncio.Protocol):
 
     __slots__ = ("host", "options", "transport", "scope", "key", "state", "reader", "events",
                  "waiter", "paused", "seen", "ping_sent", "close_code", "_close_timer",
-                 "_limit", "_out", "_loop", "task", "_release", "_bucket", "_frames_seen")
+                 "_limit", "_out", "_loop", "task", "_release", "_bucket", "_frames_seen",
+                 "_drip_timer")
 
     def __init__(self, host: SocketHost, options: WebSocketOptions,
                  transport: asyncio.Transport, scope: Scope, key: bytes,
@@ -82,6 +88,7 @@ class WebSocket(asyncio.Protocol):
         self._bucket = (TokenBucket(options.frame_rate, options.frame_burst, time.monotonic())
                         if options.frame_rate else None)
         self._frames_seen = 0
+        self._drip_timer: asyncio.TimerHandle | None = None
         host.sockets.add(self)
         self.task: asyncio.Task[None] | None = self._loop.create_task(
             self._run(application))
@@ -97,6 +104,10 @@ class WebSocket(asyncio.Protocol):
             return
         if self._bucket is not None and not self._frames_within_rate(frames):
             return
+        if len(data) < DRIP_READ and self._drip_timer is None and \
+                getattr(self.reader, "buffered", False):
+            self.transport.pause_reading()
+            self._drip_timer = self._loop.call_later(DRIP_PAUSE, self._drip_resume)
         for opcode, payload in frames:
             if opcode == wf.OP_TEXT:
                 if self.state != OPEN:
@@ -144,6 +155,11 @@ class WebSocket(asyncio.Protocol):
                 return False
         return True
 
+    def _drip_resume(self) -> None:
+        self._drip_timer = None
+        if not self.paused and self.state != CLOSED and not self.transport.is_closing():
+            self.transport.resume_reading()
+
     def _client_closed(self, payload: bytes) -> None:
         try:
             code = wf.parse_close(payload)
@@ -171,6 +187,9 @@ class WebSocket(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._close_timer is not None:
             self._close_timer.cancel()
+        if self._drip_timer is not None:
+            self._drip_timer.cancel()
+            self._drip_timer = None
         self._disconnected()
         release, self._release = self._release, None
         if release is not None:
@@ -257,7 +276,8 @@ class WebSocket(asyncio.Protocol):
         event = events.pop(0)
         if self.paused and len(events) < LOW_WATER and self.state != CLOSED:
             self.paused = False
-            self.transport.resume_reading()
+            if self._drip_timer is None:
+                self.transport.resume_reading()
         return event
 
     async def send(self, message: Message) -> None:
