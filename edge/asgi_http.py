@@ -16,6 +16,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from edge.http import REASONS, plain
 from edge.types import ASGIApp, Message
 
 if TYPE_CHECKING:
@@ -34,8 +35,6 @@ class ResponseError(RuntimeError):
 def response_head(status: int, headers: list[tuple[bytes, bytes]], *, version: str,
                   keep_alive: bool, length: int | None) -> bytes:
     """A response head; ``length`` None means chunked (HTTP/1.1) or close-delimited."""
-    from edge.http import REASONS
-
     lines = [f"HTTP/1.1 {status} {REASONS.get(status, 'OK' if status < 300 else '')}"
              .encode().rstrip()]
     lines += [name + b": " + value for name, value in headers]
@@ -65,7 +64,7 @@ class AsgiCycle:
         self.sent = 0
         self.body_given = False
         self.keep = req.keep_alive
-        self.done: asyncio.Future[bool] = conn.loop.create_future()
+        self.done: asyncio.Future[bool] | None = None  # made when receive() must wait
 
     async def receive(self) -> Message:
         """ASGI receive: the body once, then ``http.disconnect`` when it is over."""
@@ -74,6 +73,8 @@ class AsgiCycle:
             return {"type": "http.request", "body": b"".join(self.req.body),
                     "more_body": False}
         if not self.finished and not self.conn.closing:
+            if self.done is None:
+                self.done = self.conn.loop.create_future()
             lost: asyncio.Future[bool] = self.conn.loop.create_task(self.conn.lost.wait())
             try:
                 await asyncio.wait([lost, self.done], return_when=asyncio.FIRST_COMPLETED)
@@ -99,15 +100,15 @@ class AsgiCycle:
             return
         body = bytes(message.get("body") or b"")
         more = bool(message.get("more_body"))
-        if not self.started:
-            self._start(body, more)
-        self._write(body, more)
+        # the head goes with the first body part: one write, one system call
+        self._write(body, more, b"" if self.started else self._start(body, more))
         if not more:
             self.finished = True
-            if not self.done.done():
+            if self.done is not None and not self.done.done():
                 self.done.set_result(True)
 
-    def _start(self, body: bytes, more: bool) -> None:
+    def _start(self, body: bytes, more: bool) -> bytes:
+        """The response head, once the first body message says how to frame it."""
         self.started = True
         headers = []
         for name, value in self.headers:
@@ -125,11 +126,10 @@ class AsgiCycle:
             else:
                 self.keep = False
         assert self.status is not None
-        self.conn.transport.write(response_head(
-            self.status, headers, version=self.req.version, keep_alive=self.keep,
-            length=self.length))
+        return response_head(self.status, headers, version=self.req.version,
+                             keep_alive=self.keep, length=self.length)
 
-    def _write(self, body: bytes, more: bool) -> None:
+    def _write(self, body: bytes, more: bool, head: bytes = b"") -> None:
         conn = self.conn
         if conn.transport.is_closing():
             return
@@ -142,6 +142,8 @@ class AsgiCycle:
             out = body
         if self.req.method == "HEAD":
             out = b""
+        if head:
+            out = head + out
         if out and not conn.over_send_limit():  # what waits from earlier writes
             conn.transport.write(out)
 
@@ -172,8 +174,6 @@ async def serve_asgi(app: ASGIApp, conn: HttpConnection, req: Request,
 
 def _failed(cycle: AsgiCycle, status: int, text: str) -> tuple[int | None, int | None, bool]:
     """Answer ``status`` if nothing was sent yet; otherwise the connection must end."""
-    from edge.http import plain
-
     if cycle.started:
         return cycle.status, cycle.sent, False
     cycle.conn.transport.write(plain(status, text, close=not cycle.keep))

@@ -315,8 +315,10 @@ class HttpConnection(asyncio.Protocol):
         if length is not None and length.isdigit() and \
                 int(length) > self.limits.max_body_size:
             raise RequestRefused(413, "Content Too Large")
-        if not self.busy and not self.queue:
-            self._deadline(self.limits.body_timeout)
+        if not self.busy and not self.queue and (
+                (length is not None and length != b"0")
+                or req.header(b"transfer-encoding") is not None):
+            self._deadline(self.limits.body_timeout)  # a body to wait for
         if req.header(b"expect") == b"100-continue" and not self.busy:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
