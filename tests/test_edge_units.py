@@ -1,0 +1,107 @@
+"""The edge's pure parts: the route table, the client address, response framing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from edge.asgi_http import response_head
+from edge.clientaddr import client_address
+from edge.http import Request, plain, websocket_key
+from edge.routes import Routes
+from peerhub.env import ImproperEnvironment
+from peerhub.serve import daphne_argv, tls_context
+
+
+async def app_a(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    return None
+
+
+async def app_b(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    return None
+
+
+def test_routes_are_exact_and_the_admin_listener_sees_only_admin_entries() -> None:
+    routes = Routes()
+    routes.add("/healthz", app_a)
+    routes.add("/private", app_b, admin=False)
+    routes.add_resolver(lambda path: app_b if path.startswith("/peerjs/") else None)
+    assert routes.find("/healthz", public=True) is app_a
+    assert routes.find("/healthz", public=False) is app_a
+    assert routes.find("/healthz/", public=True) is None
+    assert routes.find("/private", public=False) is None
+    assert routes.find("/peerjs/id", public=True) is app_b
+    assert routes.find("/peerjs/id", public=False) is None  # resolvers: public only
+    assert routes.find("/admin/", public=True) is None
+
+
+def test_client_address_trusts_forwarding_headers_only_when_told() -> None:
+    headers = [(b"x-forwarded-for", b"203.0.113.9, 10.0.0.1"), (b"x-forwarded-port", b"443"),
+               (b"x-forwarded-proto", b"HTTPS")]
+    assert client_address(("127.0.0.1", 5000), headers, False) == (("127.0.0.1", 5000), None)
+    assert client_address(("127.0.0.1", 5000), headers, True) == (
+        ("203.0.113.9", 443), "https")
+    assert client_address(("127.0.0.1", 5000), [], True) == (("127.0.0.1", 5000), None)
+
+
+@pytest.mark.parametrize(("version", "keep", "length", "expect", "absent"), [
+    ("1.1", True, 5, [b"Content-Length: 5"], [b"Connection:", b"Transfer-Encoding"]),
+    ("1.1", False, None, [b"Transfer-Encoding: chunked", b"Connection: close"], []),
+    ("1.0", True, 3, [b"Connection: keep-alive"], [b"Transfer-Encoding"]),
+])
+def test_response_head_framing(version: str, keep: bool, length: int | None,
+                               expect: list[bytes], absent: list[bytes]) -> None:
+    head = response_head(200, [(b"content-type", b"text/plain")], version=version,
+                         keep_alive=keep, length=length)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
+    for part in expect:
+        assert part in head
+    for part in absent:
+        assert part not in head
+
+
+def test_plain_responses_carry_their_length() -> None:
+    out = plain(431, "Request Header Fields Too Large")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
+    assert b"Content-Length: %d" % len(body) in head and b"Connection: close" in head
+
+
+def upgrade(**headers: bytes) -> Request:
+    req = Request()
+    req.method = "GET"
+    base = {b"upgrade": b"websocket", b"connection": b"keep-alive, Upgrade",
+            b"sec-websocket-version": b"13", b"sec-websocket-key": b"dGhlIHNhbXBsZSBub25jZQ=="}
+    base.update({k.replace("_", "-").encode(): v for k, v in headers.items()})
+    req.headers = list(base.items())
+    return req
+
+
+def test_websocket_key_needs_a_valid_version_13_upgrade() -> None:
+    assert websocket_key(upgrade()) == b"dGhlIHNhbXBsZSBub25jZQ=="
+    assert websocket_key(upgrade(sec_websocket_version=b"8")) is None
+    assert websocket_key(upgrade(sec_websocket_key=b"c2hvcnQ=")) is None
+    assert websocket_key(upgrade(sec_websocket_key=b"not base64!")) is None
+    assert websocket_key(upgrade(upgrade=b"h2c")) is None
+    post = upgrade()
+    post.method = "POST"
+    assert websocket_key(post) is None
+
+
+def test_daphne_gets_only_the_private_socket_and_trusts_the_edge_headers() -> None:
+    argv = daphne_argv("unix:/tmp/x/http.sock:mode=600")
+    assert argv[:2] == ["-e", "unix:/tmp/x/http.sock:mode=600"]
+    assert "--proxy-headers" in argv and argv[-1] == "peerhub.asgi:application"
+
+
+def test_tls_settings_must_come_in_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TLS_CERT_FILE", raising=False)
+    monkeypatch.delenv("TLS_KEY_FILE", raising=False)
+    assert tls_context() is None
+    monkeypatch.setenv("TLS_CERT_FILE", "/nonexistent.pem")
+    with pytest.raises(ImproperEnvironment, match="must be set together"):
+        tls_context()
+    monkeypatch.setenv("TLS_KEY_FILE", "/nonexistent-key.pem")
+    with pytest.raises(ImproperEnvironment, match="cannot load"):
+        tls_context()
