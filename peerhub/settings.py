@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -13,19 +14,40 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PEERHUB_VAR_DIR", str(BASE_DIR / "var")))
 
 
+def _private_dir(path: Path) -> None:
+    """Create ``path`` owner-only (0700); tighten it if it exists and is ours."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        path.chmod(0o700)
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` empty and owner-only (0600) if missing; tighten it if it is not."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def _embedded_secret_key() -> str:
     """Return a per-install random key kept in ``VAR_DIR``; created on first use."""
     path = VAR_DIR / "secret_key"
     if path.exists():
         return path.read_text().strip()
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    _private_dir(VAR_DIR)
     key = secrets.token_urlsafe(50)
+    _private_file(path)
     path.write_text(key)
-    path.chmod(0o600)
     return key
 
 
 SECRET_KEY = env_str("SECRET_KEY", "") or _embedded_secret_key()
+#: Old SECRET_KEYs still accepted for reading (sessions, signing secrets at rest) while
+#: they are rotated out; see docs/admin.md, "Rotating SECRET_KEY".
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -94,7 +116,11 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # The database holds password hashes and (encrypted) signing secrets: owner-only.
+    _db_name = str(DATABASES["default"]["NAME"])
+    if _db_name and _db_name != ":memory:" and not _db_name.startswith("file:"):
+        _private_dir(Path(_db_name).parent)
+        _private_file(Path(_db_name))
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
