@@ -59,8 +59,8 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
-if env_bool("PROXY_HEADERS", False):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# No SECURE_PROXY_SSL_HEADER: it would believe X-Forwarded-Proto from anyone. The ASGI
+# wrapper (peerhub.proxy_asgi) sets the scheme from trusted proxies only.
 SESSION_COOKIE_HTTPONLY = True
 
 INSTALLED_APPS = [
@@ -84,6 +84,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apikeys.loginthrottle.LoginThrottleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -144,6 +145,13 @@ WHITENOISE_USE_FINDERS = True
 REDIS_URL = env_str("REDIS_URL", "")
 REDIS_PREFIX = env_str("REDIS_PREFIX", "peerhub")
 
+# The cache holds the admin login throttle's counters (apikeys.loginthrottle): in Redis
+# when there is one, so the limit holds across the cluster.
+CACHES = {"default": (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+     "KEY_PREFIX": f"{REDIS_PREFIX}:cache"} if REDIS_URL else
+    {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"})}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -176,4 +184,6 @@ PEERHUB_CONNECT_RATE = env_int("CONNECT_RATE", 1000, minimum=1)
 PEERHUB_CONNECT_BURST = env_int("CONNECT_BURST", 10000, minimum=1)
 PEERHUB_SENDER_QUEUE_LIMIT = env_int("SENDER_QUEUE_LIMIT", 1000, minimum=0)
 PEERHUB_SEND_BUFFER_LIMIT = env_int("SEND_BUFFER_LIMIT", 2 * 1024 * 1024, minimum=16384)
+PEERHUB_LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+PEERHUB_LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 900, minimum=1)
 PEERHUB_KEY_WATCH_MS = env_int("KEY_WATCH_INTERVAL", 1500, minimum=100)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from peerhub.env import node_name
@@ -130,10 +130,11 @@ class SessionRecorder:
 
         The whole batch is one transaction. If the database refuses it, the batch is
         written again one row at a time, each in a savepoint: a row the database cannot
-        store is dropped, counted (``rows_dropped``) and logged in one line for the whole
-        batch, and every other row is stored. If the database itself is unreachable the
-        batch is kept for the next attempt (bounded by ``MAX_PENDING``) and the outage is
-        logged once, when it starts and when it ends.
+        store (``DataError``, ``IntegrityError``) is dropped, counted in ``dropped`` and
+        logged in one line for the whole batch, and every other row is stored. Any other
+        database error (unreachable, locked, read-only) keeps the batch for the next
+        attempt (bounded by ``MAX_PENDING``); the outage is logged once when it starts
+        and once when it ends.
         """
         opened, self._opened = self._opened, []
         closed, self._closed = self._closed, []
@@ -149,39 +150,30 @@ class SessionRecorder:
                 self._write_limit_hits(hits)
                 if touch:
                     self._touch(list(self._live))
-        except DatabaseError as exc:
+        except (DataError, IntegrityError):
+            # Some row is one the database will not take: find it, store the others.
             for info in opened:
                 info.row_id = None  # the transaction was rolled back
-            if not self._database_answers():
-                self._keep_for_later(opened, closed, hits, exc)
-                return
             try:
                 self._write_rows_one_by_one(opened, ended, hits, touch)
-            except DatabaseError as again:
-                for info in opened:
-                    info.row_id = None
-                self._keep_for_later(opened, closed, hits, again)
+            except DatabaseError as exc:
+                self._keep_for_later(opened, closed, hits, exc)
                 return
+        except DatabaseError as exc:  # the database is unreachable, locked, read-only...
+            self._keep_for_later(opened, closed, hits, exc)
+            return
         self._recovered = True
         if self._outage:
             logger.warning("session writes work again after %d failed attempts",
                            self._outage)
             self._outage = 0
 
-    def _database_answers(self) -> bool:
-        """Tell whether the database is reachable (a failed batch: bad row or outage?)."""
-        connection.close()  # a fresh connection: the failed one may be broken
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT 1")
-            return True
-        except DatabaseError:
-            connection.close()
-            return False
-
     def _keep_for_later(self, opened: list[SessionInfo], closed: list[SessionInfo],
                         hits: Counter[tuple[str, str]], exc: DatabaseError) -> None:
         """Put a batch back after a database outage; beyond MAX_PENDING drop the oldest."""
+        for info in opened:
+            info.row_id = None  # the transaction was rolled back
+        connection.close()  # a fresh connection next time
         if not self._outage:
             logger.warning("cannot write session events (%s); keeping them and retrying",
                            _first_line(exc))
@@ -211,7 +203,7 @@ class SessionRecorder:
             try:
                 with transaction.atomic():
                     write(*args)
-            except DatabaseError as exc:
+            except (DataError, IntegrityError) as exc:  # this row; others propagate
                 refused.append(f"{what[:80]}: {_first_line(exc)}")
 
         with transaction.atomic():
