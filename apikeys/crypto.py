@@ -14,6 +14,7 @@ with the new key), then drop the fallback.
 from __future__ import annotations
 
 import base64
+import logging
 from functools import lru_cache
 from typing import Any
 
@@ -22,6 +23,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.db import models
+
+logger = logging.getLogger(__name__)
 
 PREFIX = "enc1:"
 _INFO = b"peerhub apikeys signing secrets v1"
@@ -67,20 +70,42 @@ def decrypt(stored: str) -> str:
             "SECRET_KEY_FALLBACKS holding the old one") from exc
 
 
+class UnreadableSecret(str):
+    """What a secret that cannot be decrypted reads as: empty (so every token signed
+    with it is refused), while saving the row writes back what was stored, unchanged."""
+
+    stored: str
+
+    def __new__(cls, stored: str) -> UnreadableSecret:
+        """An empty string remembering ``stored``."""
+        self = super().__new__(cls, "")
+        self.stored = stored
+        return self
+
+
 class EncryptedSecretField(models.CharField):
     """A text column that holds its value encrypted (see the module docstring).
 
     In Python the attribute is the plain secret; only the database sees ``enc1:...``.
+    A value no key can decrypt (SECRET_KEY changed without its fallback) reads as an
+    :class:`UnreadableSecret` and is logged: signed tokens of that key are refused, the
+    rest of the key works, and nothing is overwritten.
     """
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         """Decrypt what the database holds."""
         if value is None:
             return value
-        return decrypt(str(value))
+        try:
+            return decrypt(str(value))
+        except SecretUnreadable as exc:
+            logger.error("%s", exc)
+            return UnreadableSecret(str(value))
 
     def get_prep_value(self, value: Any) -> Any:
         """Encrypt on the way to the database."""
+        if isinstance(value, UnreadableSecret):
+            return value.stored
         value = super().get_prep_value(value)
         if value is None or value == "" or str(value).startswith(PREFIX):
             return value

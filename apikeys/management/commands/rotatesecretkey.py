@@ -4,9 +4,9 @@ current SECRET_KEY (after a SECRET_KEY change, with the old one in SECRET_KEY_FA
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
+from django.db import connection, transaction
 
-from apikeys.crypto import SecretUnreadable, encrypt
+from apikeys.crypto import SecretUnreadable, decrypt, encrypt
 from apikeys.models import ApiKey
 
 _COLUMNS = ("token_secret", "previous_token_secret")
@@ -18,14 +18,21 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         count = 0
+        table = connection.ops.quote_name(ApiKey._meta.db_table)
+        names = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
         try:
-            with transaction.atomic():
-                # Reading decrypts (with SECRET_KEY or a fallback); writing encrypts with
-                # SECRET_KEY. One bad row stops the whole command and changes nothing.
-                for row in ApiKey.objects.select_for_update().values("pk", *_COLUMNS):
-                    changes = {c: encrypt(row[c]) for c in _COLUMNS if row[c]}
-                    if changes:
-                        ApiKey.objects.filter(pk=row["pk"]).update(**changes)
+            with transaction.atomic(), connection.cursor() as cursor:
+                # The stored values as they are (no field decrypting them on the way):
+                # decrypted with SECRET_KEY or a fallback, encrypted with SECRET_KEY.
+                # One unreadable value stops the command and changes nothing.
+                cursor.execute(f"SELECT id, {names} FROM {table}")
+                for pk, *stored in cursor.fetchall():
+                    fresh = [encrypt(decrypt(value)) if value else "" for value in stored]
+                    if any(stored):
+                        sets = ", ".join(f"{connection.ops.quote_name(c)} = %s"
+                                         for c in _COLUMNS)
+                        cursor.execute(f"UPDATE {table} SET {sets} WHERE id = %s",
+                                       [*fresh, pk])
                         count += 1
         except SecretUnreadable as exc:
             raise CommandError(str(exc)) from exc
