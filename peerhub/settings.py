@@ -162,6 +162,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+# Every handler redacts tokens, including any added to this dict later.
+for _handler in LOGGING["handlers"].values():  # type: ignore[attr-defined]
+    if "redact" not in _handler.setdefault("filters", []):
+        _handler["filters"].append("redact")
 
 # --- The PeerServer (names follow peerjs-server's options) -------------------------
 PEERHUB_PATH = normalise_mount_path(env_str("PEERHUB_PATH", "/"))

@@ -92,6 +92,8 @@ async def ice_servers(request: HttpRequest, key: str) -> HttpResponse:
     if tenant is None:
         return HttpResponse(UNAUTHORIZED, content_type="text/plain", status=401)
     peer_id = request.GET.get("id", "")
+    if peer_id and not p.is_acceptable_id(peer_id):
+        return HttpResponse(p.Errors.INVALID_ID, content_type="text/plain", status=400)
     if await _token_refused(tenant, peer_id, request.GET.get("token", "")):
         return HttpResponse(p.Errors.INVALID_TOKEN, content_type="text/plain", status=401)
     servers: list[dict[str, object]] = []

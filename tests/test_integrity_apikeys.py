@@ -11,6 +11,7 @@ import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -242,3 +243,14 @@ async def test_key_lifecycle_keeps_history_and_shows_live_peers_first(
         await eventually(lambda: all(r[0] for r in query(
             server, "SELECT disconnected_at IS NOT NULL FROM signalling_peersession "
                     "WHERE api_key = 'shop'")))
+
+
+def test_with_redis_the_login_throttle_holds_across_nodes(
+        cluster: Callable[..., list[LiveServer]]) -> None:
+    n1, n2 = cluster(2, PROXY_HEADERS="true")
+    make_admin(n1)
+    assert [AdminHTTP(n1, "203.0.113.5").login("admin", "wrong") for _ in range(3)] == [200] * 3
+    assert [AdminHTTP(n2, "203.0.113.5").login("admin", "wrong") for _ in range(2)] == [200] * 2
+    assert AdminHTTP(n1, "203.0.113.77").login("admin", PASSWORD) == 429  # the user name
+    assert AdminHTTP(n2, "203.0.113.5").login("someone", PASSWORD) == 429  # the address
+    assert AdminHTTP(n2, "192.0.2.1").login("other", PASSWORD) == 302
