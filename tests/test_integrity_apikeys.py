@@ -254,3 +254,21 @@ def test_with_redis_the_login_throttle_holds_across_nodes(
     assert AdminHTTP(n1, "203.0.113.77").login("admin", PASSWORD) == 429  # the user name
     assert AdminHTTP(n2, "203.0.113.5").login("someone", PASSWORD) == 429  # the address
     assert AdminHTTP(n2, "192.0.2.1").login("other", PASSWORD) == 302
+
+
+async def test_in_a_cluster_the_admin_lists_live_peers_of_every_node(
+        cluster: Callable[..., list[LiveServer]]) -> None:
+    n1, n2 = cluster(2)
+    make_admin(n1)
+    make_keys(n1, {"name": "spread", "key": "spread"})
+    pk = manage(n1, "shell", "--no-imports", "-c", "from apikeys.models import ApiKey; "
+                "print(ApiKey.objects.get(key='spread').pk)").splitlines()[-1]
+    peers = [await join(n2, "far-away", key="spread"), await join(n1, "close-by", key="spread")]
+    admin = AdminHTTP(n1)
+    assert await asyncio.to_thread(admin.login, "admin", PASSWORD) == 302
+    _, _, page = await asyncio.to_thread(admin.request, "POST", "/admin/apikeys/apikey/", {
+        "action": "deactivate_keys", "_selected_action": [pk]})
+    assert '<span class="live-count">2</span>' in page
+    assert "far-away" in page and "close-by" in page
+    for ws in peers:
+        await ws.close()
