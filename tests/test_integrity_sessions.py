@@ -17,7 +17,7 @@ from django.db import OperationalError
 from signalling import sessions
 from signalling.protocol import Errors, is_acceptable_id, storable_text
 from tests.pgserver import pg_rows, pg_server
-from tests.test_apikeys_helpers import eventually, log_lines
+from tests.test_apikeys_helpers import StartServer, eventually, log_lines, query
 from tests.test_front import Raw, upgrade_request, ws_target
 from tests.wsclient import closed_with, join, open_socket, recv, send
 
@@ -89,3 +89,19 @@ async def test_bad_records_never_block_honest_sessions_on_postgres(tmp_path: Pat
         assert "Traceback" not in server.log()
         assert not any("\x00" in line for line in server.log().splitlines())
         assert server.process.poll() is None
+
+
+async def test_nul_in_version_and_user_agent_is_stored_the_same_on_sqlite(
+        start_server: StartServer) -> None:
+    with start_server() as server:
+        nul = await Raw.connect(server)
+        target = ws_target(server, "nul-texts") + "&version=1.5%00evil"
+        await nul.send(upgrade_request(target, base64.b64encode(os.urandom(16)),
+                                       extra="User-Agent: Moz\x00evil\r\n"))
+        assert (await nul.read_head())[0] == 101
+        assert json.loads((await nul.read_frame())[2]) == {"type": "OPEN"}
+        rows = await eventually(lambda: query(
+            server, "SELECT user_agent, client_version FROM signalling_peersession "
+                    "WHERE peer_id = 'nul-texts'"))
+        assert rows == [("Moz\ufffdevil", "1.5\ufffdevil")]
+        nul.close()
