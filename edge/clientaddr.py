@@ -1,32 +1,29 @@
-"""The client's address and scheme for a request: the one place that reads proxy headers.
-
-(The integrity helper's ``peerhub/proxy.py`` with TRUSTED_PROXIES replaces the body of
-:func:`client_address` on merge; every caller goes through it.)
-"""
+"""The client's address and scheme for a request: the one place the edge reads proxy
+headers, through :mod:`peerhub.proxy` (``TRUSTED_PROXIES``)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
+from peerhub import proxy
+
 
 def client_address(peer: tuple[str, int], headers: Iterable[tuple[bytes, bytes]],
-                   trust_proxy: bool) -> tuple[tuple[str, int], str | None]:
-    """``(address, port)`` of the client and the scheme a proxy says it used (or None).
+                   trusted: proxy.TrustedProxies | None
+                   ) -> tuple[tuple[str, int], str | None]:
+    """``(address, port)`` of the client and the scheme a trusted proxy reported (or None).
 
-    With ``trust_proxy`` the leftmost ``X-Forwarded-For`` address, ``X-Forwarded-Port``
-    and ``X-Forwarded-Proto`` replace what the socket says; otherwise the socket's peer.
+    From a trusted proxy the address is the first untrusted hop of ``X-Forwarded-For``
+    (its port is then unknown: 0); from anyone else, the socket's peer. Raises
+    :class:`peerhub.proxy.BadProxyHeader` for proxy headers that cannot be read.
     """
-    if not trust_proxy:
+    if trusted is None:
         return peer, None
-    host, port, scheme = peer[0], peer[1], None
-    for name, value in headers:
-        if name == b"x-forwarded-for":
-            first = value.split(b",")[0].strip().decode("latin-1")
-            if first:
-                host = first
-        elif name == b"x-forwarded-port":
-            if value.strip().isdigit():
-                port = int(value.strip())
-        elif name == b"x-forwarded-proto":
-            scheme = value.split(b",")[0].strip().decode("latin-1").lower() or None
-    return (host, port), scheme
+    address, scheme = proxy.from_headers(peer[0], headers, trusted)
+    return (peer if address == peer[0] else (address, 0)), scheme
+
+
+def counts_per_socket(peer: str, trusted: proxy.TrustedProxies | None) -> bool:
+    """Whether connections from ``peer`` are counted per address at the accept: not those
+    of a trusted proxy, which carry many clients (their own guards count those)."""
+    return trusted is None or not trusted.trusts(proxy.parse_address(peer))

@@ -29,6 +29,7 @@ from edge.clientaddr import client_address
 from edge.types import ASGI_VERSION, Scope
 from edge.websocket import WebSocket, refusal_frame
 from peerhub import wsframes as wf
+from peerhub.proxy import BadProxyHeader
 from signalling.protocol import Errors
 
 if TYPE_CHECKING:
@@ -168,8 +169,9 @@ class HttpConnection(asyncio.Protocol):
         sock = transport.get_extra_info("sockname") or ("", 0)
         self.peer = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else ("", 0)
         self.server = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else ("", 0)
-        self.refused = self.edge.admit(self.peer[0])
-        self.released = self.refused is not None
+        counted = self.edge.counts(self.peer[0])
+        self.refused = self.edge.admit(self.peer[0]) if counted else None
+        self.released = not counted or self.refused is not None
         self.edge.connections.add(self)
         # a refused connection is only kept to answer in its own protocol's words
         self._deadline(self.limits.head_timeout if self.refused is None
@@ -309,8 +311,11 @@ class HttpConnection(asyncio.Protocol):
                 seen_key = True
             elif name == b"content-length":
                 length = value
-        req.client, scheme = client_address(self.peer, req.headers,
-                                            self.edge.options.proxy_headers)
+        try:
+            req.client, scheme = client_address(self.peer, req.headers,
+                                                self.edge.options.trusted_proxies)
+        except BadProxyHeader as exc:
+            raise RequestRefused(400, str(exc)) from None
         req.scheme = scheme or self.listener.scheme
         if length is not None and length.isdigit() and \
                 int(length) > self.limits.max_body_size:

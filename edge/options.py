@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from peerhub.proxy import TrustedProxies
+
 
 @dataclass(frozen=True, slots=True)
 class Limits:
@@ -58,8 +60,9 @@ class EdgeOptions:
     ws_path: str = "/peerjs"
     limits: Limits = field(default_factory=Limits)
     websocket: WebSocketOptions = field(default_factory=WebSocketOptions)
-    #: Trust ``X-Forwarded-For`` / ``X-Forwarded-Proto`` from the connecting address.
-    proxy_headers: bool = False
+    #: Whose ``X-Forwarded-For`` / ``X-Forwarded-Proto`` is read (:mod:`peerhub.proxy`);
+    #: None: nobody's, the socket's peer is the client.
+    trusted_proxies: TrustedProxies | None = None
     #: Serve the admin and dashboard on the public listener (``False``: 404 there).
     admin_on_public: bool = True
     #: Path prefixes that belong to the admin and dashboard.

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from edge.access import AccessLog
 from edge.asgi_http import serve_asgi
+from edge.clientaddr import counts_per_socket
 from edge.http import HttpConnection, Request, plain
 from edge.options import EdgeOptions
 from edge.routes import Routes
@@ -96,15 +97,20 @@ class Edge:
 
     # --- admission --------------------------------------------------------------------
 
+    def counts(self, ip: str) -> bool:
+        """Whether a connection from ``ip`` is counted per address (a trusted proxy's
+        connections are not: they carry many clients)."""
+        return self.guard is not None and counts_per_socket(ip, self.options.trusted_proxies)
+
     def admit(self, ip: str) -> str | None:
         """Count a new connection from ``ip``; the refusal text if it is over a limit."""
-        if self.guard is None or self.options.proxy_headers:
-            return None  # behind a proxy the socket's address is the proxy's
+        if self.guard is None:
+            return None
         return self.guard.admit(ip, time.monotonic())
 
     def release(self, ip: str) -> None:
         """An admitted connection from ``ip`` closed."""
-        if self.guard is not None and not self.options.proxy_headers:
+        if self.guard is not None:
             self.guard.release(ip)
 
     def limit_refused(self, text: str, ip: str) -> None:

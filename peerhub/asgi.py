@@ -18,6 +18,8 @@ django_http = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from peerhub.proxy import trusted_from_env  # noqa: E402
+from peerhub.proxy_asgi import ProxyHeaders  # noqa: E402
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
 
@@ -36,4 +38,6 @@ async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "websocket.close", "code": 1008})
 
 
-application = ProtocolTypeRouter({"http": django_http, "websocket": websocket_app})
+application = ProxyHeaders(
+    ProtocolTypeRouter({"http": django_http, "websocket": websocket_app}),
+    trusted_from_env())

@@ -27,6 +27,7 @@ import tempfile
 from typing import TYPE_CHECKING
 
 from peerhub.env import ImproperEnvironment, env_bool, env_int, env_str
+from peerhub.proxy import trusted_from_env
 
 if TYPE_CHECKING:
     from edge.options import EdgeOptions
@@ -37,8 +38,10 @@ if TYPE_CHECKING:
 def daphne_argv(endpoint: str) -> list[str]:
     """daphne's command line: Django on ``endpoint`` (a Twisted endpoint string).
 
-    daphne trusts the forwarding headers: only the edge can reach its socket, and the
-    edge sets them itself. Its access log is off: the edge writes one line per request.
+    daphne trusts the forwarding headers (``--proxy-headers``): only the edge can reach
+    its socket, and the edge drops what the client sent in them and writes exactly one
+    address, the client's as :mod:`peerhub.proxy` found it (so daphne's left-end rule
+    reads the right one). Its access log is off: the edge writes one line per request.
     """
     return [
         "-e", endpoint,
@@ -136,7 +139,7 @@ def edge_options() -> EdgeOptions:
     )
     return EdgeOptions(
         ws_path=cfg.ws_path, limits=limits, websocket=websocket,
-        proxy_headers=env_bool("PROXY_HEADERS", False),
+        trusted_proxies=trusted_from_env(),
         admin_on_public=env_bool("ADMIN_ON_PUBLIC_PORT", True),
         access_log=env_int("DAPHNE_VERBOSITY", 1) >= 1,
     )

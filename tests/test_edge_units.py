@@ -7,10 +7,11 @@ from typing import Any
 import pytest
 
 from edge.asgi_http import response_head
-from edge.clientaddr import client_address
+from edge.clientaddr import client_address, counts_per_socket
 from edge.http import Request, plain, websocket_key
 from edge.routes import Routes
 from peerhub.env import ImproperEnvironment
+from peerhub.proxy import LOOPBACK, BadProxyHeader, parse_trusted
 from peerhub.serve import daphne_argv, tls_context
 
 
@@ -36,13 +37,19 @@ def test_routes_are_exact_and_the_admin_listener_sees_only_admin_entries() -> No
     assert routes.find("/admin/", public=True) is None
 
 
-def test_client_address_trusts_forwarding_headers_only_when_told() -> None:
-    headers = [(b"x-forwarded-for", b"203.0.113.9, 10.0.0.1"), (b"x-forwarded-port", b"443"),
-               (b"x-forwarded-proto", b"HTTPS")]
-    assert client_address(("127.0.0.1", 5000), headers, False) == (("127.0.0.1", 5000), None)
-    assert client_address(("127.0.0.1", 5000), headers, True) == (
-        ("203.0.113.9", 443), "https")
-    assert client_address(("127.0.0.1", 5000), [], True) == (("127.0.0.1", 5000), None)
+def test_client_address_reads_proxy_headers_only_from_trusted_peers() -> None:
+    headers = [(b"x-forwarded-for", b"198.51.100.1, 203.0.113.9"),
+               (b"x-forwarded-proto", b"https")]
+    loopback = parse_trusted(LOOPBACK)
+    assert client_address(("127.0.0.1", 5000), headers, None) == (("127.0.0.1", 5000), None)
+    assert client_address(("127.0.0.1", 5000), headers, loopback) == (
+        ("203.0.113.9", 0), "https")  # the first untrusted hop from the right
+    assert client_address(("192.0.2.7", 5000), headers, loopback) == (
+        ("192.0.2.7", 5000), None)  # not a trusted peer: its headers are not read
+    with pytest.raises(BadProxyHeader):
+        client_address(("127.0.0.1", 5000), [(b"x-forwarded-for", b"nonsense")], loopback)
+    assert not counts_per_socket("127.0.0.1", loopback)
+    assert counts_per_socket("192.0.2.7", loopback) and counts_per_socket("127.0.0.1", None)
 
 
 @pytest.mark.parametrize(("version", "keep", "length", "expect", "absent"), [
