@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from peerhub.wsframes import FrameReader
 from signalling.protocol import ID_PATTERN, Errors
 from tests.rawframes import client_frame
 from tests.servers import LiveServer, run_server
@@ -339,6 +340,9 @@ async def test_pong_flood_is_closed_1008_with_the_rate_limit_error(tight: LiveSe
     await b.close()
 
 
+@pytest.mark.xfail(not hasattr(FrameReader(1), "frames_read"), strict=True,
+                   reason="empty fragments are only visible with FrameReader.frames_read "
+                          "(the frames helper's reader, issue 11)")
 async def test_empty_continuation_flood_is_closed_1008(tight: LiveServer) -> None:
     raw, _ = await raw_join(tight, uid("conts"))
     await raw.send(client_frame(OP_TEXT, b'{"type":', fin=False)
