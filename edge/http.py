@@ -20,7 +20,7 @@ import asyncio
 import base64
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 from urllib.parse import unquote
 
 import httptools
@@ -140,7 +140,9 @@ class HttpConnection(asyncio.Protocol):
         self.edge = edge
         self.listener = listener
         self.limits = edge.options.limits
-        self.parser = httptools.HttpRequestParser(self)
+        #: The parser holds this protocol (its callbacks): dropped at the end or the
+        #: upgrade, so that no reference cycle outlives the connection.
+        self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.loop = asyncio.get_running_loop()
         self.peer: tuple[str, int] = ("", 0)
         self.server: tuple[str, int] = ("", 0)
@@ -179,6 +181,7 @@ class HttpConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
+        self.parser = None
         self.lost.set()
         self._cancel_timer()
         self.edge.connections.discard(self)
@@ -250,10 +253,11 @@ class HttpConnection(asyncio.Protocol):
     # --- parsing ----------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self.closing:
+        parser = self.parser
+        if self.closing or parser is None:
             return
         try:
-            self.parser.feed_data(data)
+            parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             self.upgrade_rest = data[upgrade.args[0]:]
             self.transport.pause_reading()
@@ -293,6 +297,7 @@ class HttpConnection(asyncio.Protocol):
         req = self.current
         assert req is not None
         parser = self.parser
+        assert parser is not None
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise RequestRefused(400, "Bad Request: unsupported HTTP version")
@@ -446,20 +451,16 @@ class HttpConnection(asyncio.Protocol):
             return
         self.closing = True  # this protocol is done; the websocket takes over
         edge.connections.discard(self)
-        release, self.released = self.release_hook(), True
+        self._cancel_timer()
+        self.parser = None
+        counted = None if self.released else self.peer[0]
+        self.released = True  # the websocket gives the place back (it holds no link here)
         ws = WebSocket(edge, edge.options.websocket, self.transport,
-                       self.websocket_scope(req), key, edge.ws_app, release)
+                       self.websocket_scope(req), key, edge.ws_app, counted)
         self.transport.set_protocol(ws)
         self.transport.resume_reading()
         if rest:
             ws.data_received(rest)
-
-    def release_hook(self) -> Any:
-        """The per-address release for the websocket that takes this connection over."""
-        if self.released:
-            return None
-        peer = self.peer[0]
-        return lambda: self.edge.release(peer)
 
     def websocket_scope(self, req: Request) -> Scope:
         """The ASGI websocket scope for an upgrade request (as daphne built it)."""

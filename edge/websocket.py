@@ -16,7 +16,6 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable
 from typing import Protocol
 
 from edge.options import WebSocketOptions
@@ -49,6 +48,9 @@ class SocketHost(Protocol):
     def log_action(self, verb: str, path: str, client: tuple[str, int]) -> None:
         """One access-log line (``WSCONNECT``, ``WSDISCONNECT``, ``WSREJECT``)."""
 
+    def release(self, ip: str) -> None:
+        """The connection counted for ``ip`` closed."""
+
 
 def refusal_frame(text: str) -> bytes:
     """A PeerJS ``ERROR`` text frame with ``text`` as its message."""
@@ -61,12 +63,12 @@ class WebSocket(asyncio.Protocol):
 
     __slots__ = ("host", "options", "transport", "scope", "key", "state", "reader", "events",
                  "waiter", "paused", "seen", "ping_sent", "close_code", "_close_timer",
-                 "_limit", "_out", "_loop", "task", "_release", "_bucket", "_frames_seen",
+                 "_limit", "_out", "_loop", "task", "_counted_ip", "_bucket", "_frames_seen",
                  "_drip_timer")
 
     def __init__(self, host: SocketHost, options: WebSocketOptions,
                  transport: asyncio.Transport, scope: Scope, key: bytes,
-                 application: ASGIApp, release: Callable[[], None] | None = None):
+                 application: ASGIApp, counted_ip: str | None = None):
         self.host = host
         self.options = options
         self.transport = transport
@@ -84,9 +86,8 @@ class WebSocket(asyncio.Protocol):
         self._limit = options.send_buffer_limit
         self._out: list[bytes] = []  # frames written in this loop iteration, not yet sent
         self._loop = asyncio.get_running_loop()
-        self._release = release
-        self._bucket = (TokenBucket(options.frame_rate, options.frame_burst, time.monotonic())
-                        if options.frame_rate else None)
+        self._counted_ip = counted_ip  # the address this connection is counted for
+        self._bucket: TokenBucket | None = None  # made at the first frame it must count
         self._frames_seen = 0
         self._drip_timer: asyncio.TimerHandle | None = None
         host.sockets.add(self)
@@ -102,7 +103,7 @@ class WebSocket(asyncio.Protocol):
         except wf.WebSocketError as exc:
             self._fail(exc.code, exc.reason)
             return
-        if self._bucket is not None and not self._frames_within_rate(frames):
+        if self.options.frame_rate and not self._frames_within_rate(frames):
             return
         if len(data) < DRIP_READ and self._drip_timer is None and \
                 getattr(self.reader, "buffered", False):
@@ -142,9 +143,13 @@ class WebSocket(asyncio.Protocol):
         else:
             parsed, self._frames_seen = read - self._frames_seen, read
         extra = parsed - sum(1 for opcode, _ in out if opcode in (wf.OP_TEXT, wf.OP_BINARY))
-        bucket = self._bucket
-        assert bucket is not None
+        if extra <= 0:
+            return True
         now = time.monotonic()
+        bucket = self._bucket
+        if bucket is None:  # most sockets never send a frame that is not a message
+            rate = self.options.frame_rate or 0.0
+            bucket = self._bucket = TokenBucket(rate, self.options.frame_burst, now)
         for _ in range(extra):
             if not bucket.take(now):
                 logger.info("closing a websocket over its frame rate")
@@ -191,9 +196,9 @@ class WebSocket(asyncio.Protocol):
             self._drip_timer.cancel()
             self._drip_timer = None
         self._disconnected()
-        release, self._release = self._release, None
-        if release is not None:
-            release()
+        ip, self._counted_ip = self._counted_ip, None
+        if ip is not None:
+            self.host.release(ip)
 
     def pause_writing(self) -> None:
         pass  # the send-buffer cap in _flush() bounds what waits
