@@ -418,6 +418,11 @@ class HttpConnection(asyncio.Protocol):
         except asyncio.CancelledError:
             self.transport.abort()
             raise
+        except Exception:  # a fault of the edge's own: this connection ends, no other
+            logger.exception("%s %s: answering failed", req.method, req.path)
+            if not self.lost.is_set():
+                self.transport.write(plain(500, "Internal Server Error"))
+            keep = False
         finally:
             self.task = None
             self.edge.log_request(req.client, req.method, req.target.decode("latin-1"),
