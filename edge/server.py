@@ -75,10 +75,14 @@ class Edge:
         if self._sweeper is None:
             self._sweeper = loop.create_task(self._sweep_forever(), name="peerhub-edge-sweep")
 
-    async def shutdown(self, grace: float = 3.0) -> None:
-        """Stop accepting; give applications ``grace`` seconds to finish, then cancel."""
+    def stop_accepting(self) -> None:
+        """Close the listening sockets (connections already made go on)."""
         for server in self._servers:
             server.close()
+
+    async def shutdown(self, grace: float = 3.0) -> None:
+        """Stop accepting; give applications ``grace`` seconds to finish, then cancel."""
+        self.stop_accepting()
         if self._sweeper is not None:
             self._sweeper.cancel()
         for conn in list(self.connections):

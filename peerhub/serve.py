@@ -250,6 +250,8 @@ class EdgeRunner:
         """Close every peer with 1001 (going away), then stop the edge."""
         from signalling.runtime import get_hub
 
+        if self.edge is not None:
+            self.edge.stop_accepting()
         await get_hub().close_all(None, 1001, "server stopped")
         if self.edge is not None:
             await self.edge.shutdown()
