@@ -1,4 +1,5 @@
-"""ASGI entry point: Django for HTTP, the PeerJS consumer at ``{path}peerjs``."""
+"""ASGI entry point: the PeerJS HTTP routes, Django for the rest of HTTP, and the PeerJS
+consumer at ``{path}peerjs``."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from django.conf import settings  # noqa: E402
 from peerhub import daphne_compat  # noqa: E402
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
+from signalling.http_api import peerjs_http_app  # noqa: E402
 from signalling.runtime import get_hub  # noqa: E402
 
 
@@ -42,4 +44,10 @@ async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "websocket.close", "code": 1008})
 
 
-application = ProtocolTypeRouter({"http": django_http, "websocket": websocket_app})
+async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The PeerJS routes as plain ASGI apps (no Django request cycle); Django otherwise."""
+    app = peerjs_http_app(scope["path"])
+    await (django_http if app is None else app)(scope, receive, send)
+
+
+application = ProtocolTypeRouter({"http": http_app, "websocket": websocket_app})
