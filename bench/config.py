@@ -27,6 +27,9 @@ class Sizes:
     capacity_concurrency: int = 50  # gentler than the connect test: holding is measured
     capacity_connect_timeout: float = 60.0  # seconds a handshake may take there
     heartbeat_interval: float = 5.0
+    http_requests: int = 5000  # GET {key}/id requests per repetition of an HTTP row
+    join_peers: int = 2000  # joins (GET id, then websocket to OPEN) per repetition
+    http_reps: int = 3
     timeout: float = 30.0  # longest wait for a burst to arrive
 
     @property
@@ -51,4 +54,5 @@ QUICK = Sizes(
     cpu_peers=500, cpu_window=2.0, cpu_windows=1,
     capacity_steps=(250, 500), capacity_hold=1.0,
     cluster_reps=1,
+    http_requests=500, join_peers=200, http_reps=1,
 )

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios, servers
+from bench import http_rows, scenarios, servers
 from bench.cluster import ClusterSetup, run_cluster
 from bench.config import Sizes
 from bench.peers import Tally, close_all, open_peers
@@ -54,6 +54,7 @@ class Run:
     profile_dir: Path | None = None
     profile_summary: str = ""
     errors: list[str] = field(default_factory=list)
+    http: dict[str, dict[str, list[http_rows.HttpSample]]] = field(default_factory=dict)
 
 
 # --- phase 1: both servers side by side ---------------------------------------------
@@ -97,6 +98,9 @@ async def phase_single(run: Run) -> None:
                 logger.info("%s connects rep %d: %.0f/s", name, rep, sample.rate)
         if run.profile_dir is not None:
             await profile_connects(run, procs[PEERHUB])
+        run.http = await http_rows.run_rows(
+            {n: (s.target(), s.pid) for n, s in procs.items()}, sizes.http_reps,
+            sizes.http_requests, sizes.join_peers, lambda: settle(procs))
         await relay_rounds(run, procs)
 
 
