@@ -65,6 +65,7 @@ from signalling.legacy import Sender, StreamEndpoint, run_stream
 from signalling.metrics import limit_hit
 from signalling.ratelimit import TokenBucket
 from signalling.runtime import get_hub, get_ip_guard
+from signalling.sessions import SessionInfo, get_recorder
 from signalling.tokens import turn_credentials, verify_token
 
 logger = logging.getLogger(__name__)
@@ -352,10 +353,16 @@ class PeerJSHttp:
         ip = client_ip(req.scope)
         hub = get_hub()
         headers = [(b"content-type", OCTET_STREAM), *req.cors()]
+        session = SessionInfo(api_key=endpoint.key, peer_id=endpoint.peer_id,
+                              transport="xhr-stream", remote_addr=ip,
+                              user_agent=header(req.scope, b"user-agent") or "")
+        get_recorder().opened(session)
         try:
             await run_stream(endpoint, req.receive, send, headers,
                              lambda: hub.unregister(endpoint))
         finally:
+            session.messages_out = endpoint.frames
+            get_recorder().closed(session, endpoint.end_reason or "server stopped")
             get_ip_guard().release(ip)
             try:
                 await hub.unregister(endpoint)

@@ -32,7 +32,7 @@ class StreamEndpoint:
     """A registered peer whose frames go down a streaming HTTP response."""
 
     __slots__ = ("key", "peer_id", "token", "queue_limit", "limit", "end_reason",
-                 "_frames", "_bytes", "_wake", "_ended")
+                 "frames", "_frames", "_bytes", "_wake", "_ended")
 
     def __init__(self, key: str, peer_id: str, token: str, limit: int,
                  queue_limit: int = 0) -> None:
@@ -42,6 +42,7 @@ class StreamEndpoint:
         self.queue_limit = queue_limit
         self.limit = limit
         self.end_reason = ""
+        self.frames = 0  # frames accepted for the client
         self._frames: list[bytes] = []
         self._bytes = 0
         self._wake = asyncio.Event()
@@ -75,6 +76,7 @@ class StreamEndpoint:
             self.end("send buffer limit")
             return
         self._frames.append(line)
+        self.frames += 1
         self._bytes += len(line)
         self._wake.set()
 
