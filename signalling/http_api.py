@@ -16,6 +16,16 @@ Every answer carries CORS headers (:mod:`signalling.cors`), ``OPTIONS`` is the p
 by MAX_MESSAGE_SIZE (413), and an unreachable cluster or database is 503, never a 500.
 Decisions are pure functions (:func:`match_route`, :func:`allowed_methods`); each
 handler is a thin coroutine from a :class:`Request` to a :class:`Response`.
+
+What the applications expect of the server that runs them (ASGI 3, HTTP scope):
+``path`` percent-decoded, ``method``, ``query_string``, lower-case header names,
+``client`` (after any trusted proxy headers); ``receive`` gives the body as
+``http.request`` events, then ``http.disconnect`` when the client goes (the 0.3.x stream
+watches for it). A streaming response (the stream, ``more_body=True``) relies on the
+server to bound what it buffers for a client that does not read: ``send`` may wait
+(then frames wait in the endpoint, bounded by SEND_BUFFER_LIMIT) or the server drops
+the connection past SEND_BUFFER_LIMIT and reports ``http.disconnect``. A 413 carries
+``Connection: close``: the rest of the body is never read.
 """
 
 from __future__ import annotations
