@@ -295,6 +295,40 @@ async def test_streams_count_against_the_per_address_limit(start_server: StartSe
             stream.close()
 
 
+async def stream_answer(stream: HttpStream) -> dict[str, object]:
+    """The first frame after a stream's padding."""
+    assert stream.status == 200 and await stream.line() == STREAM_PADDING.encode()
+    return dict(json.loads(await stream.line()))
+
+
+async def test_a_stream_past_the_concurrent_limit_is_refused_in_band(
+        start_server: StartServer) -> None:
+    with start_server(CONCURRENT_LIMIT="2") as server:
+        first = await open_stream(server, "s0", "tok")
+        ws = await join(server, "w0")  # websockets and streams count alike
+        third = await open_stream(server, "s1", "tok")
+        assert await stream_answer(third) == {
+            "type": "ERROR", "payload": {"msg": Errors.CONNECTION_LIMIT_EXCEED}}
+        assert await third.rest() == b""
+        for stream in (first, third):
+            stream.close()
+        await ws.close()
+
+
+async def test_new_streams_count_against_the_connect_rate(start_server: StartServer) -> None:
+    with start_server(CONNECT_RATE="1", CONNECT_BURST="2") as server:
+        started = time.monotonic()
+        streams = [await open_stream(server, f"s{i}", "tok") for i in range(6)]
+        elapsed = time.monotonic() - started
+        answers = [await stream_answer(stream) for stream in streams]
+        opened = answers.count({"type": "OPEN"})
+        assert answers[:2] == [{"type": "OPEN"}] * 2
+        assert opened <= 2 + int(elapsed) + 1, (answers, elapsed)
+        assert {"type": "ERROR", "payload": {"msg": Errors.IP_RATE}} in answers
+        for stream in streams:
+            stream.close()
+
+
 async def test_posted_messages_count_against_the_per_peer_rate(
         start_server: StartServer) -> None:
     with start_server(RATE_LIMIT="1", RATE_BURST="5") as server:
