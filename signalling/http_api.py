@@ -366,8 +366,8 @@ class PeerJSHttp:
         session = SessionInfo(api_key=endpoint.key, peer_id=endpoint.peer_id,
                               transport="xhr-stream", remote_addr=ip,
                               user_agent=header(req.scope, b"user-agent") or "")
-        get_recorder().opened(session)
         try:
+            get_recorder().opened(session)
             await run_stream(endpoint, req.receive, send, headers,
                              lambda: hub.unregister(endpoint))
         finally:
