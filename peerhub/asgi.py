@@ -16,6 +16,8 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from peerhub import daphne_compat  # noqa: E402
+from peerhub.proxy import trusted_from_env  # noqa: E402
+from peerhub.proxy_asgi import ProxyHeaders  # noqa: E402
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
 from signalling.http_api import peerjs_http_app  # noqa: E402
@@ -50,4 +52,6 @@ async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await (django_http if app is None else app)(scope, receive, send)
 
 
-application = ProtocolTypeRouter({"http": http_app, "websocket": websocket_app})
+application = ProxyHeaders(
+    ProtocolTypeRouter({"http": http_app, "websocket": websocket_app}),
+    trusted_from_env())

@@ -76,7 +76,7 @@ from signalling.metrics import limit_hit
 from signalling.ratelimit import TokenBucket
 from signalling.runtime import get_hub, get_ip_guard
 from signalling.sessions import SessionInfo, get_recorder
-from signalling.tokens import turn_credentials, verify_token
+from signalling.tokens import turn_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ def ice_servers(tenant: Tenant, peer_id: str, now: float) -> dict[str, object]:
 class PostRates:
     """The per-peer message rate of 0.3.x POSTs: one token bucket per (key, id, token).
 
-    The rate is the key's (or RATE_LIMIT) with RATE_BURST room, as for a websocket.
+    Rate and burst are the key's (or RATE_LIMIT and RATE_BURST), as for a websocket.
     """
 
     def __init__(self, cfg: ServerConfig) -> None:
@@ -187,9 +187,8 @@ class PostRates:
         if bucket is None:
             if len(self._buckets) >= _MAX_BUCKETS:
                 self._buckets.clear()
-            rate = tenant.rate_limit or self._cfg.rate_limit
-            bucket = self._buckets[ident] = TokenBucket(
-                rate, max(rate, self._cfg.rate_burst), now)
+            rate, burst = tenant.message_rate(self._cfg.rate_limit, self._cfg.rate_burst)
+            bucket = self._buckets[ident] = TokenBucket(rate, burst, now)
         return bucket.take(now)
 
 
@@ -313,6 +312,8 @@ class PeerJSHttp:
         if tenant is None:
             return text(401, UNAUTHORIZED)
         peer_id = req.query("id")
+        if peer_id and not p.is_acceptable_id(peer_id):
+            return text(400, p.Errors.INVALID_ID)
         if _token_refused(tenant, peer_id, req.query("token")):
             return text(401, p.Errors.INVALID_TOKEN)
         return Response(200, orjson.dumps(ice_servers(tenant, peer_id, time.time())), JSON)
@@ -418,6 +419,8 @@ class PeerJSHttp:
         tenant = await req.tenant()
         if tenant is None:
             return text(401, p.Errors.INVALID_KEY)
+        if not p.is_acceptable_id(route.peer_id):
+            return text(400, p.Errors.INVALID_ID)
         if _token_refused(tenant, route.peer_id, route.token):
             return text(401, p.Errors.INVALID_TOKEN)
         await read_body(req.scope, req.receive, self.cfg.max_message_size)
@@ -455,8 +458,7 @@ def _in_band(frame: str) -> Response:
 
 
 def _token_refused(tenant: Tenant, peer_id: str, token: str) -> bool:
-    return tenant.signed_tokens_required and not verify_token(
-        tenant.signing_secret, tenant.key, peer_id, token, time.time())
+    return not tenant.accepts_token(peer_id, token, time.time())
 
 
 _HANDLERS: dict[RouteName, Handler] = {
