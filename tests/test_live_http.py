@@ -193,6 +193,8 @@ def test_head_is_served_wherever_get_is(peerhub_server: LiveServer) -> None:
     ("POST", "/nosuchkey/A/tok/offer", 401, b"Invalid key provided"),
     ("POST", "/nosuchkey/A/tok/id", 401, b"Invalid key provided"),
     ("POST", "/peerjs/nobody/tok/candidate", 401, b"Invalid token provided"),
+    ("POST", "/peerjs/a%01b/tok/id", 400, b"Invalid id provided"),
+    ("GET", "/peerjs/ice?id=a%01b", 400, b"Invalid id provided"),
 ])
 def test_errors_are_precise_and_carry_cors(peerhub_server: LiveServer, method: str,
                                            path: str, status: int, text: bytes) -> None:
