@@ -480,56 +480,65 @@ def test_empty_continuation_frames_end_the_message() -> None:
 
 def test_a_flood_of_empty_fragments_is_refused_with_1008() -> None:
     reader = FrameReader(1 << 20)
-    stream = client_frame(wf.OP_TEXT, b"a" * 64, fin=False)
+    stream = client_frame(wf.OP_TEXT, b"a" * 64, fin=False)  # pays for one more fragment
     stream += client_frame(wf.OP_CONT, b"", fin=False) * 5000
     with pytest.raises(WebSocketError) as err:
         reader.feed(stream)
     assert err.value.code == 1008
-    assert reader.frames_read == wf.MAX_FRAGMENTS + 1  # the refused one was read too
+    assert reader.frames_read == wf.MAX_FRAGMENTS + 2  # the refused one was read too
 
 
-def test_a_message_of_too_many_fragments_is_refused_with_1008() -> None:
+def test_a_message_of_too_many_small_fragments_is_refused_with_1008() -> None:
     reader = FrameReader(1 << 20)
     stream = client_frame(wf.OP_TEXT, b"a", fin=False)
-    stream += client_frame(wf.OP_CONT, b"b", fin=False) * wf.MAX_FRAGMENTS
+    stream += client_frame(wf.OP_CONT, b"b", fin=False) * (2 * wf.MAX_FRAGMENTS)
     with pytest.raises(WebSocketError) as err:
         reader.feed(stream)
     assert err.value.code == 1008
+    # c one-byte fragments are too many once c > 1024 + c // 64: at the 1041st
+    assert reader.frames_read == 1041
 
 
 def test_max_fragments_of_any_size_are_fine() -> None:
     reader = FrameReader(1 << 20)
-    stream = client_frame(wf.OP_BINARY, b"a", fin=False)
+    stream = client_frame(wf.OP_BINARY, b"", fin=False)
     stream += client_frame(wf.OP_CONT, b"", fin=False) * (wf.MAX_FRAGMENTS - 2)
     stream += client_frame(wf.OP_CONT, b"z")
-    assert reader.feed(stream) == [(OP_BINARY, b"az")]
+    assert reader.feed(stream) == [(OP_BINARY, b"z")]
 
 
-@pytest.mark.parametrize(("size", "refused"), [(wf.MIN_FRAGMENT_SIZE, False),
-                                               (wf.MIN_FRAGMENT_SIZE - 1, True)])
-def test_many_fragments_are_fine_if_they_average_min_fragment_size(size: int,
-                                                                    refused: bool) -> None:
-    # Autobahn 9.3.1 / 9.4.1: 4 MiB in fragments of 64 bytes (here 8 * MAX_FRAGMENTS)
+@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
+def test_autobahn_9_3_1_shape_is_fine(opcode: int) -> None:
+    """Autobahn 9.3.1 / 9.4.1: an empty first frame, then fragments of 64 bytes (4 MiB
+    there; 32 * MAX_FRAGMENTS of them here)."""
+    parts = [os.urandom(wf.MIN_FRAGMENT_SIZE) for _ in range(32 * wf.MAX_FRAGMENTS)]
+    stream = client_frame(opcode, b"", fin=False) + b"".join(
+        client_frame(OP_CONT, part, fin=i == len(parts) - 1) for i, part in enumerate(parts))
+    reader = FrameReader(1 << 22)
+    assert reader.feed(stream) == [(opcode, b"".join(parts))]
+    assert reader.frames_read == len(parts) + 1
+
+
+def test_fragments_of_half_the_fair_size_are_refused_past_their_budget() -> None:
     count = 8 * wf.MAX_FRAGMENTS
-    parts = [os.urandom(size) for _ in range(count)]
-    frames = [client_frame(OP_CONT if i else OP_TEXT, part, fin=i == count - 1)
-              for i, part in enumerate(parts)]
+    size = wf.MIN_FRAGMENT_SIZE // 2
+    frames = [client_frame(OP_CONT if i else OP_TEXT, b"x" * size, fin=i == count - 1)
+              for i in range(count)]
     reader = FrameReader(1 << 20)
-    if refused:
-        with pytest.raises(WebSocketError) as err:
-            feed_all(reader, frames)
-        assert err.value.code == 1008
-        assert reader.frames_read == wf.MAX_FRAGMENTS + 1  # refused at the 1025th
-    else:
-        assert feed_all(reader, frames) == [(OP_TEXT, b"".join(parts))]
+    with pytest.raises(WebSocketError) as err:
+        feed_all(reader, frames)
+    assert err.value.code == 1008
+    # c fragments of 32 bytes are too many once c > 1024 + c // 2: at the 2049th
+    assert reader.frames_read == 2 * wf.MAX_FRAGMENTS + 1
 
 
 @pytest.mark.parametrize(("count", "size", "expected"), [
     (1, 0, False),
     (wf.MAX_FRAGMENTS, 0, False),
     (wf.MAX_FRAGMENTS + 1, 0, True),
-    (wf.MAX_FRAGMENTS + 1, (wf.MAX_FRAGMENTS + 1) * wf.MIN_FRAGMENT_SIZE, False),
-    (wf.MAX_FRAGMENTS + 1, (wf.MAX_FRAGMENTS + 1) * wf.MIN_FRAGMENT_SIZE - 1, True),
+    (wf.MAX_FRAGMENTS + 1, wf.MIN_FRAGMENT_SIZE, False),
+    (wf.MAX_FRAGMENTS + 2, wf.MIN_FRAGMENT_SIZE * 2 - 1, True),
+    (65537, 4 * 2 ** 20, False),  # Autobahn 9.3.1
     (10 ** 6, 64 * 10 ** 6, False),
 ])
 def test_too_many_fragments_rule(count: int, size: int, expected: bool) -> None:
