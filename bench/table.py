@@ -6,7 +6,7 @@ import os
 import platform
 import subprocess
 
-from bench import report, scenarios, servers, stats
+from bench import report, scenarios, servers, slowdrip, stats
 from bench.config import Sizes
 from bench.runs import PEERHUB, PEERJS, Results, Run
 
@@ -35,6 +35,7 @@ def rows(run: Run) -> list[report.Row]:
     ]
     out += capacity_rows(hub.capacity, ref.capacity, sizes)
     out.append(cluster_row(run.cluster, stats.median([s.rate for s in hub.bursts])))
+    out += slowdrip.rows(hub.slowdrip, ref.slowdrip)
     return out
 
 
