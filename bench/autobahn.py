@@ -73,6 +73,7 @@ def ensure_venv(python27: str) -> Path:
     wstest = VENV / "bin" / "wstest"
     if wstest.exists():
         return wstest
+    shutil.rmtree(VENV, ignore_errors=True)  # what an interrupted install left
     with tempfile.TemporaryDirectory(prefix="peerhub-virtualenv-") as boot:
         run([python27, "-m", "pip", "install", "-q", "--target", boot, VIRTUALENV])
         run([python27, "-m", "virtualenv", "-q", str(VENV)], env={"PYTHONPATH": boot})
