@@ -221,6 +221,11 @@ class FrameReader:
         self._frag_len = 0
         self._frag_count = 0  # frames of that message so far, empty ones included
 
+    @property
+    def buffered(self) -> int:
+        """Bytes received that wait for the rest of their frame (0: none)."""
+        return len(self._buf)
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, bytes]]:
         """Consume ``data``; return the complete messages and control frames in it."""
         buf = self._buf

@@ -628,8 +628,9 @@ def test_a_frame_in_one_read_does_not_go_through_the_buffer() -> None:
     stream = client_frame(OP_TEXT, b"one") + client_frame(OP_TEXT, b"two")
     assert reader.feed(stream + stream[:3]) == [(OP_TEXT, b"one"), (OP_TEXT, b"two")]
     assert bytes(reader._buf) == stream[:3]  # only the unfinished frame waits
+    assert reader.buffered == 3
     assert reader.feed(stream[3:]) == [(OP_TEXT, b"one"), (OP_TEXT, b"two")]
-    assert not reader._buf
+    assert not reader._buf and reader.buffered == 0
 
 
 def test_the_reader_accepts_any_bytes_like_read() -> None:
