@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 MESSAGE_SIZE = 256 * 1024
 STEP = 10  # bytes per write
 PAUSE = 100e-6  # seconds between writes: the server reads each one on its own
+#: Writes per drip: the frame (a 64-bit length header, the masking key, the message).
+WRITES = -(-(10 + 4 + MESSAGE_SIZE) // STEP)
 #: A 10-byte unsolicited client pong (4-byte payload, zero masking key).
 PONG = w.client_frame(b"drip", w.OP_PONG)
 #: peerhub refuses messages over MAX_MESSAGE_SIZE (64 KiB by default); the reference
@@ -141,6 +143,7 @@ async def measure_server(srv: servers.Server, prefix: str, reps: int,
     sender = await asyncio.to_thread(RawSender, target, f"{prefix}-a")
     frame = w.client_frame(big_message(f"{prefix}-b"))
     pieces = chunks(frame)
+    assert len(pieces) == WRITES
     pongs = [PONG] * len(pieces)
     result = SlowDripResult(writes=len(pieces))
     try:
@@ -203,7 +206,7 @@ def rows(hub: SlowDripResult | None, ref: SlowDripResult | None) -> list[report.
         net = [d - i for d, i in zip(res.drip, res.idle, strict=True)]
         return report.times(stats.ratio(stats.median(net) * 1e3, med(res, "one_write")))
 
-    writes = (hub or ref or SlowDripResult()).writes
+    writes = WRITES
     kib = MESSAGE_SIZE // 1024
     return [
         ms_row(f"slow drip: one {kib} KiB message in {writes:,} writes of {STEP} bytes, "
