@@ -639,3 +639,52 @@ def test_the_reader_accepts_any_bytes_like_read() -> None:
         reader = FrameReader(1000)
         out = reader.feed(kind(stream[:9])) + reader.feed(kind(stream[9:]))
         assert out == [(OP_TEXT, b"hello")] * 2
+
+
+# --- FrameReader: any bytes at all ----------------------------------------------------
+
+
+def feed_until_error(reader: FrameReader, chunks: list[bytes]
+                     ) -> tuple[list[tuple[int, bytes]], int | None]:
+    out: list[tuple[int, bytes]] = []
+    for chunk in chunks:
+        try:
+            out += reader.feed(chunk)
+        except WebSocketError as exc:
+            return out, exc.code
+    return out, None
+
+
+@st.composite
+def noisy_streams(draw: st.DrawFn) -> bytes:
+    """Valid frames mixed with random bytes and random headers: mostly broken streams."""
+    parts: list[bytes] = []
+    for _ in range(draw(st.integers(1, 8))):
+        kind = draw(st.integers(0, 2))
+        if kind == 0:
+            parts.append(draw(st.binary(max_size=40)))
+        elif kind == 1:
+            parts.append(client_frame(draw(st.integers(0, 15)), draw(st.binary(max_size=200)),
+                                      fin=draw(st.booleans()), rsv=draw(st.integers(0, 7)),
+                                      masked=draw(st.booleans())))
+        else:
+            parts.append(client_frame(draw(st.sampled_from([OP_TEXT, OP_BINARY, OP_PING])),
+                                      draw(st.binary(max_size=130))))
+    return b"".join(parts)
+
+
+@settings(max_examples=150, deadline=None)
+@given(raw=noisy_streams(), data=st.data())
+def test_any_bytes_give_frames_or_a_websocket_error_whatever_the_split(
+        raw: bytes, data: st.DataObject) -> None:
+    """Only WebSocketError ever comes out; a split changes neither the frames before the
+    first error nor the error's code (byte by byte is the reference)."""
+    expected, code = feed_until_error(FrameReader(150), [raw[i:i + 1] for i in range(len(raw))])
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=8)))
+    chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    got, got_code = feed_until_error(FrameReader(150), chunks)
+    assert got_code == code
+    if code is None:
+        assert got == expected
+    else:  # frames in the read that raised are not returned
+        assert got == expected[:len(got)]
