@@ -193,10 +193,11 @@ class FrameReader:
     its header says so, before its payload is buffered.
 
     The cost is linear in the bytes received however they are split into reads: bytes
-    that do not finish a frame wait in one buffer that only grows at its end, a frame's
-    header is parsed once (then the reader only counts bytes until the whole frame is
-    there), and each payload is unmasked once, in C. Frames that arrive whole in one
-    read are parsed straight from it, without passing through the buffer.
+    that do not finish a frame wait in one buffer that only grows at its end; a frame's
+    header is parsed when it is all there and once more when the whole frame is (in
+    between, the reader only counts bytes), and each payload is unmasked once, in C.
+    Frames that arrive whole in one read are parsed straight from it, without passing
+    through the buffer.
 
     ``frames_read`` counts every frame parsed off the wire: data, control and
     continuation frames, empty ones included (the caller can charge a rate limit with
@@ -233,7 +234,7 @@ class FrameReader:
         if not buf:
             pos = self._parse(data, out)
             if pos < len(data):
-                buf += data[pos:] if pos else data
+                buf += memoryview(data)[pos:] if pos else data
             return out
         buf += data
         if len(buf) < self._need:
