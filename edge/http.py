@@ -30,7 +30,6 @@ from edge.types import ASGI_VERSION, Scope
 from edge.websocket import WebSocket, refusal_frame
 from peerhub import wsframes as wf
 from peerhub.proxy import BadProxyHeader
-from signalling.protocol import Errors
 
 if TYPE_CHECKING:
     from edge.server import Edge, Listener
@@ -390,13 +389,12 @@ class HttpConnection(asyncio.Protocol):
             return
         self.busy = True
         if self.refused is not None:
-            if self.refused == Errors.IP_RATE or \
-                    not self.edge.routes.find(req.path, self.listener.public):
+            if not self.edge.routes.find(req.path, self.listener.public):
                 self._finish_refused(req)
                 return
-            # Over the open-connection count, a PeerJS route answers in its own words
-            # (the 0.3.x stream sends the PeerJS ERROR: it applies the same per-address
-            # guard); then the connection ends, so it holds no place.
+            # Over a per-address limit, a PeerJS route answers in its own words (the
+            # 0.3.x stream sends the PeerJS ERROR: it applies the same per-address
+            # guard), once: then the connection ends, so it holds no place.
             req.keep_alive = False
         self.task = self.loop.create_task(self._answer(req))
 

@@ -1,9 +1,11 @@
-"""ASGI entry points: Django for HTTP, the PeerJS consumer at ``{path}peerjs``.
+"""ASGI entry points: the PeerJS HTTP routes, Django for the rest of HTTP, and the PeerJS
+consumer at ``{path}peerjs``.
 
 The edge (:mod:`edge`) runs :data:`peer_socket_app` itself for the websocket path and
-proxies every request it does not serve to daphne, which runs :data:`application`.
-:data:`application` also routes websockets, for in-process tests
-(``WebsocketCommunicator``); daphne never receives one from the edge.
+``signalling.http_api``'s applications for the PeerJS HTTP routes, and proxies every
+other request to daphne, which runs :data:`application` (so only Django's requests
+reach it). :data:`application` also routes websockets and the PeerJS HTTP routes, for
+in-process tests (``WebsocketCommunicator``, ``HttpCommunicator``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from peerhub.proxy import trusted_from_env  # noqa: E402
 from peerhub.proxy_asgi import ProxyHeaders  # noqa: E402
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
+from signalling.http_api import peerjs_http_app  # noqa: E402
 
 #: The PeerJS socket's ASGI application. The edge runs it directly for ``{path}peerjs``:
 #: it has already matched the path, and each layer of routing is another coroutine frame
@@ -38,6 +41,12 @@ async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "websocket.close", "code": 1008})
 
 
+async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The PeerJS routes as plain ASGI apps (no Django request cycle); Django otherwise."""
+    app = peerjs_http_app(scope["path"])
+    await (django_http if app is None else app)(scope, receive, send)
+
+
 application = ProxyHeaders(
-    ProtocolTypeRouter({"http": django_http, "websocket": websocket_app}),
+    ProtocolTypeRouter({"http": http_app, "websocket": websocket_app}),
     trusted_from_env())

@@ -151,14 +151,10 @@ def edge_routes() -> Routes:
     Health and metrics entries are added here (``routes.add("/healthz", app)``).
     """
     from edge.routes import Routes
+    from signalling.http_api import peerjs_http_app
 
     routes = Routes()
-    try:
-        from signalling.http_api import peerjs_http_app
-    except ImportError:  # until the PeerJS HTTP routes are ASGI apps, Django serves them
-        pass
-    else:
-        routes.add_resolver(peerjs_http_app)
+    routes.add_resolver(peerjs_http_app)
     return routes
 
 

@@ -309,11 +309,13 @@ async def test_websocket_past_the_per_address_limit_gets_the_peerjs_error(
 
 
 async def test_http_connect_rate_per_address_is_bounded(start_server: StartServer) -> None:
+    """Past the connect rate Django's requests get 429 (a PeerJS route would answer once,
+    in its own words, as for the open-connection count)."""
     with start_server(CONNECT_RATE="1", CONNECT_BURST="5") as server:
         statuses = []
         for _ in range(9):
             raw = await connect_from(server, "127.0.0.6")
-            status, body, _ = await answer_of(raw, http_get("/peerjs/id",
+            status, body, _ = await answer_of(raw, http_get("/admin/login/",
                                                             "Connection: close\r\n"))
             statuses.append(status)
             raw.close()
