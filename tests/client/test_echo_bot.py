@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
-from client import MediaStream
+from peerhub_client import MediaStream
 
 from .bots import run_bot
 from .conftest import ReferenceServer

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
-from client import DataConnection, MediaConnection, MediaStream, PeerError
+from peerhub_client import DataConnection, MediaConnection, MediaStream, PeerError
 
 from .helpers import collector, next_event, peers, until, wait
 

@@ -1,4 +1,4 @@
-"""``python -m client {echo,filedrop} --host H --port P …``: run a bot until interrupted."""
+"""``peerhub-bot {echo,filedrop} --host H --port P …``: run a bot until interrupted."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m client", description=__doc__)
+    parser = argparse.ArgumentParser(prog="peerhub-bot", description=__doc__)
     bots = parser.add_subparsers(dest="bot", required=True)
     echo = bots.add_parser("echo", help="echo every message and every call back")
     _add_peer_options(echo)

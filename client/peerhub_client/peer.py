@@ -86,7 +86,7 @@ class Peer(EventEmitter):
             token or new_token(), debug, ping_interval, limits or ChunkLimits(),
         )  # fmt: skip
         if debug in _DEBUG_LEVELS:
-            logging.getLogger(__package__ or "client").setLevel(_DEBUG_LEVELS[debug])
+            logging.getLogger(__package__ or "peerhub_client").setLevel(_DEBUG_LEVELS[debug])
         self.id: str | None = id or None
         self.open = False
         self.disconnected = False
