@@ -1,4 +1,16 @@
-"""``DataConnection``: one RTCDataChannel with a PeerJS serialization on top."""
+"""``DataConnection``: one RTCDataChannel with a PeerJS serialization on top.
+
+Receiving: every decoded message goes to the ``data`` handlers if there are any,
+otherwise into the connection's one queue, which ``await conn.recv()`` and
+``async for data in conn`` read (in order, however they are mixed). A ``data`` handler
+attached later first gets what waits in the queue.
+
+Sending: ``send()`` encodes at once (errors are ``error`` events, never exceptions)
+and queues the frames; they go into the RTCDataChannel while its ``bufferedAmount``
+is below the high-water mark (PeerJS's 8 MiB), the rest as it drains.
+``await conn.drain()`` waits until everything queued is in the channel and the channel
+holds at most the mark: the backpressure point for large transfers.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +21,17 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from aiortc import RTCDataChannel
+from aiortc.exceptions import InvalidStateError
 
 from .chunking import ChunkLimits
 from .connection import BaseConnection
-from .errors import MessageTooBig, PeerErrorType, SerializationError, UnknownSerialization
+from .errors import (
+    MessageTooBig,
+    PeerError,
+    PeerErrorType,
+    SerializationError,
+    UnknownSerialization,
+)
 from .protocol import MessageType, message
 from .serializers import CLOSE, Frame, Serializer, create_serializer, wire_name
 
@@ -25,6 +44,8 @@ log = logging.getLogger(__name__)
 
 MAX_BACKLOG = 10_000
 FLUSH_CLOSE_GRACE = 5.0
+HIGH_WATER_MARK = 8 * 1024 * 1024  # PeerJS's MAX_BUFFERED_AMOUNT
+REMOTE_MAX_MESSAGE_SIZE = 262_144  # what aiortc and Chromium both advertise
 _END = object()
 
 
@@ -32,6 +53,7 @@ class DataConnection(BaseConnection):
     """A PeerJS data connection; ``await conn`` waits until it is open."""
 
     type = "data"
+    high_water_mark = HIGH_WATER_MARK
 
     def __init__(
         self,
@@ -53,7 +75,10 @@ class DataConnection(BaseConnection):
         self._serializer: Serializer | None = None
         self._limits = limits or ChunkLimits()
         self._expiry: asyncio.TimerHandle | None = None
-        self._backlog: deque[Any] = deque()
+        self._inbox: asyncio.Queue[Any] = asyncio.Queue()
+        self._outbox: deque[Frame] = deque()
+        self._outbox_bytes = 0
+        self._drain_waiters: list[asyncio.Future[None]] = []
         try:
             self.serialization = wire_name(serialization)
             self._serializer = create_serializer(serialization, limits=limits, text_json=text_json)
@@ -63,7 +88,14 @@ class DataConnection(BaseConnection):
     # ------------------------------------------------------------------ public API
 
     def send(self, data: Any) -> None:
-        """Send ``data``; errors ``not-open-yet`` and ``message-too-big`` are emitted, as PeerJS."""
+        """Send ``data``. It never raises: a failure is an ``error`` event on the connection.
+
+        ``not-open-yet`` before ``open`` (as PeerJS), ``message-too-big`` for a message
+        its serialization cannot carry (``json`` over 16,300 bytes, a ``raw`` frame
+        over the channel's 256 KiB), ``bad-data`` for a value the serialization cannot
+        encode (a ``set`` in ``binary``, a ``dict`` on ``raw`` …). Await ``drain()``
+        to wait until the channel has room again.
+        """
         channel = self.data_channel
         if not self.open or channel is None or self._serializer is None:
             self._error(
@@ -78,14 +110,52 @@ class DataConnection(BaseConnection):
         except MessageTooBig as exc:
             self._error(PeerErrorType.MESSAGE_TOO_BIG, str(exc), fatal=False)
             return
-        _send_frames(channel, frames)
+        except SerializationError as exc:
+            self._error(PeerErrorType.BAD_DATA, f"Cannot send this value: {exc}", fatal=False)
+            return
+        largest = max((_frame_size(f) for f in frames), default=0)
+        if largest > REMOTE_MAX_MESSAGE_SIZE:
+            self._error(
+                PeerErrorType.MESSAGE_TOO_BIG,
+                f"Message too big for {self.serialization} channel: {largest} bytes in one "
+                f"frame, the channel carries at most {REMOTE_MAX_MESSAGE_SIZE}",
+                fatal=False,
+            )
+            return
+        self._queue_frames(frames)
+
+    async def drain(self) -> None:
+        """Wait until every queued frame is in the channel and at most
+        ``high_water_mark`` bytes are buffered there. Raises ``PeerError``
+        (``connection-closed``) if the connection closes first."""
+        while self._outbox or self._channel_buffered() > self.high_water_mark:
+            if self._closed:
+                raise PeerError(
+                    PeerErrorType.CONNECTION_CLOSED, f"Connection to {self.peer} closed."
+                )
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._drain_waiters.append(waiter)
+            try:
+                await waiter
+            finally:
+                if waiter in self._drain_waiters:
+                    self._drain_waiters.remove(waiter)
+
+    async def recv(self) -> Any:
+        """The next message (in arrival order); raises ``PeerError`` (``connection-closed``)
+        once the connection is closed and every message before the close was read."""
+        item = await self._inbox.get()
+        if item is _END:
+            self._inbox.put_nowait(_END)  # every later or concurrent reader ends too
+            raise PeerError(PeerErrorType.CONNECTION_CLOSED, f"Connection to {self.peer} closed.")
+        return item
 
     def close(self, *, flush: bool = False) -> None:
         """Close; with ``flush`` send PeerJS's in-band close request and let the remote close."""
         if flush and self.open and self.data_channel and self._serializer:
             frames = self._serializer.close_frames()
             if frames:
-                _send_frames(self.data_channel, frames)
+                self._queue_frames(frames)
                 loop = asyncio.get_running_loop()
                 loop.call_later(FLUSH_CLOSE_GRACE, self.close)
                 return
@@ -93,28 +163,55 @@ class DataConnection(BaseConnection):
 
     @property
     def buffered_amount(self) -> int:
+        """Bytes sent but not yet on the wire: queued here plus buffered in the channel."""
+        return self._outbox_bytes + self._channel_buffered()
+
+    def _channel_buffered(self) -> int:
         return self.data_channel.bufferedAmount if self.data_channel else 0
 
     def __aiter__(self) -> AsyncIterator[Any]:
-        return self._iterate()
+        return self
 
-    async def _iterate(self) -> AsyncIterator[Any]:
-        queue: asyncio.Queue[Any] = asyncio.Queue()
-        put = queue.put_nowait
-
-        def end() -> None:
-            put(_END)
-
-        self.on("data", put)
-        self.on("close", end)
-        if self.closed:
-            end()
+    async def __anext__(self) -> Any:
         try:
-            while (item := await queue.get()) is not _END:
-                yield item
-        finally:
-            self.off("data", put)
-            self.off("close", end)
+            return await self.recv()
+        except PeerError:
+            if self._closed:
+                raise StopAsyncIteration from None
+            raise
+
+    # ------------------------------------------------------------------ sending
+
+    def _queue_frames(self, frames: list[Frame]) -> None:
+        self._outbox.extend(frames)
+        self._outbox_bytes += sum(_frame_size(f) for f in frames)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Move queued frames into the channel while it holds less than the mark."""
+        channel = self.data_channel
+        if channel is None or channel.readyState != "open":
+            return
+        outbox = self._outbox
+        while outbox and channel.bufferedAmount < self.high_water_mark:
+            frame = outbox.popleft()
+            self._outbox_bytes -= _frame_size(frame)
+            try:
+                channel.send(frame)
+            except (ValueError, InvalidStateError) as exc:
+                self._error(PeerErrorType.MESSAGE_TOO_BIG if isinstance(exc, ValueError)
+                            else PeerErrorType.CONNECTION_CLOSED, str(exc), fatal=False)  # fmt: skip
+        if not outbox and channel.bufferedAmount <= self.high_water_mark:
+            self._wake_drainers()
+
+    def _on_buffered_low(self) -> None:
+        self._pump()
+
+    def _wake_drainers(self) -> None:
+        waiters, self._drain_waiters = self._drain_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     # ------------------------------------------------------------------ negotiation
 
@@ -162,6 +259,9 @@ class DataConnection(BaseConnection):
 
     def _attach_channel(self, channel: RTCDataChannel) -> None:
         self.data_channel = channel
+        # told when the channel drains below half the mark, so the pump refills it
+        channel.bufferedAmountLowThreshold = self.high_water_mark // 2
+        channel.on("bufferedamountlow", self._on_buffered_low)
         channel.on("message", self._on_frame)
         channel.on("open", self._set_open)
         channel.on("close", self.close)
@@ -194,15 +294,21 @@ class DataConnection(BaseConnection):
     def _deliver(self, value: Any) -> None:
         if self.listener_count("data"):
             self.emit("data", value)
-        elif len(self._backlog) < MAX_BACKLOG:
-            self._backlog.append(value)
+        elif self._inbox.qsize() < MAX_BACKLOG:
+            self._inbox.put_nowait(value)
         else:
-            log.warning("no data listener on %s; dropping a message", self.connection_id)
+            self._bad_data(f"{MAX_BACKLOG} messages wait unread; dropping one")
 
     def _listener_added(self, event: str) -> None:
-        if event == "data":
-            while self._backlog and self.listener_count("data"):
-                self.emit("data", self._backlog.popleft())
+        if event != "data":
+            return
+        inbox = self._inbox
+        while not inbox.empty() and self.listener_count("data"):
+            item = inbox.get_nowait()
+            if item is _END:
+                inbox.put_nowait(_END)
+                return
+            self.emit("data", item)
 
     # ------------------------------------------------------------------ chunk expiry
 
@@ -225,8 +331,11 @@ class DataConnection(BaseConnection):
         if self._serializer is not None:
             for text in self._serializer.incomplete():
                 self._bad_data(text)
+        self._outbox.clear()
+        self._outbox_bytes = 0
+        self._wake_drainers()  # they see the close and raise
+        self._inbox.put_nowait(_END)
 
 
-def _send_frames(channel: RTCDataChannel, frames: list[Frame]) -> None:
-    for frame in frames:
-        channel.send(frame)
+def _frame_size(frame: Frame) -> int:
+    return len(frame) if isinstance(frame, bytes) else len(frame.encode())
