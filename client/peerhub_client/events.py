@@ -107,7 +107,7 @@ class EventEmitter:
             args = self._sticky.get(event)
             if args is None:
                 return  # the state ended before the handler could be told
-            if not once and not any(h is handler for h, _ in self._handlers.get(event, [])):
+            if not once and not any(h == handler for h, _ in self._handlers.get(event, [])):
                 return  # removed meanwhile
             self._call(event, handler, args)
 
@@ -126,7 +126,7 @@ class EventEmitter:
             self._handlers.pop(event, None)
             return
         entries = self._handlers.get(event, [])
-        self._handlers[event] = [(h, o) for h, o in entries if h is not handler]
+        self._handlers[event] = [(h, o) for h, o in entries if h != handler]
 
     def listener_count(self, event: str) -> int:
         return len(self._handlers.get(event, []))
