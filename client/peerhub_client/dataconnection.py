@@ -127,12 +127,14 @@ class DataConnection(BaseConnection):
     async def drain(self) -> None:
         """Wait until every queued frame is in the channel and at most
         ``high_water_mark`` bytes are buffered there. Raises ``PeerError``
-        (``connection-closed``) if the connection closes first."""
-        while self._outbox or self._channel_buffered() > self.high_water_mark:
+        (``connection-closed``) if the connection is closed or closes first."""
+        while True:
             if self._closed:
                 raise PeerError(
                     PeerErrorType.CONNECTION_CLOSED, f"Connection to {self.peer} closed."
                 )
+            if not self._outbox and self._channel_buffered() <= self.high_water_mark:
+                return
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._drain_waiters.append(waiter)
             try:
