@@ -460,6 +460,7 @@ class Peer(EventEmitter):
         self._cancel_takeover()
         if self.open:
             return
+        log.debug("open as %s", self.id)
         self.open = True
         self._failures = 0
         self._last_server_id = self.id

@@ -33,13 +33,13 @@ def tree_env() -> dict[str, str]:
 
 @asynccontextmanager
 async def run_bot(
-    bot: str, server: Any, *extra: str, key: str = "peerjs"
+    bot: str, server: Any, *extra: str, key: str = "peerjs", stderr: int | None = None
 ) -> AsyncIterator[BotProcess]:
     """Start ``python -m peerhub_client <bot>`` against ``server``; stop it with SIGTERM afterwards."""
     args: Sequence[str] = [sys.executable, "-m", "peerhub_client", bot, "--host", server.host,
                            "--port", str(server.port), "--path", server.path, "--key", key, *extra]  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
-        *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=None, env=tree_env()
+        *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=tree_env()
     )
     try:
         yield BotProcess(proc)
