@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from aiortc import RTCDataChannel
 from aiortc.exceptions import InvalidStateError
 
+from .bundling import install_bundling
 from .chunking import ChunkLimits
 from .connection import BaseConnection
 from .errors import (
@@ -261,6 +262,7 @@ class DataConnection(BaseConnection):
 
     def _attach_channel(self, channel: RTCDataChannel) -> None:
         self.data_channel = channel
+        install_bundling(channel.transport)
         # told when the channel drains below half the mark, so the pump refills it
         channel.bufferedAmountLowThreshold = self.high_water_mark // 2
         channel.on("bufferedamountlow", self._on_buffered_low)
