@@ -212,6 +212,7 @@ async def measure(workdir: Path, reps: int = 3, small: int = 5000, large: int = 
 
 
 async def measure_browsers(port: int, result: ClientResult, reps: int) -> None:
+    from playwright.async_api import Error as PlaywrightError
     from playwright.async_api import async_playwright
 
     from tests.conftest import CHROMIUM, CHROMIUM_ARGS
@@ -222,19 +223,26 @@ async def measure_browsers(port: int, result: ClientResult, reps: int) -> None:
     async with async_playwright() as pw:
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            sender_page, sink_page = await browser_pages(browser, 2, port)
-            await sender_page.evaluate("(o) => cb.sender(o)", page_options(port))
-            sink = await Sink.start(port)
-            try:
-                result.samples[BROWSER_PY] = await browser_sender(sender_page, sink.peer_id,
-                                                                  result, reps)  # fmt: skip
-            finally:
-                await sink.stop()
-            sink_id = await sink_page.evaluate("(o) => cb.sink(o)", page_options(port))
-            result.samples[BROWSER_BROWSER] = await browser_sender(sender_page, sink_id,
-                                                                   result, reps)  # fmt: skip
+            await browser_paths(browser, port, result, reps)
+        except PlaywrightError as exc:
+            raise RuntimeError(f"browser paths failed: {exc}") from exc
         finally:
             await browser.close()
+
+
+async def browser_paths(browser: Any, port: int, result: ClientResult, reps: int) -> None:
+    """browser → Python, then browser → browser, from the same sender page."""
+    sender_page, sink_page = await browser_pages(browser, 2, port)
+    await sender_page.evaluate("(o) => cb.sender(o)", page_options(port))
+    sink = await Sink.start(port)
+    try:
+        result.samples[BROWSER_PY] = await browser_sender(sender_page, sink.peer_id,
+                                                          result, reps)  # fmt: skip
+    finally:
+        await sink.stop()
+    sink_id = await sink_page.evaluate("(o) => cb.sink(o)", page_options(port))
+    result.samples[BROWSER_BROWSER] = await browser_sender(sender_page, sink_id,
+                                                           result, reps)  # fmt: skip
 
 
 # --- the report -----------------------------------------------------------------------
