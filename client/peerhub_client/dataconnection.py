@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from aiortc import RTCDataChannel
 from aiortc.exceptions import InvalidStateError
 
-from .bundling import install_bundling
 from .chunking import ChunkLimits
 from .connection import BaseConnection
 from .errors import (
@@ -34,6 +33,7 @@ from .errors import (
     UnknownSerialization,
 )
 from .protocol import MessageType, message
+from .sctptuning import tune as tune_sctp
 from .serializers import CLOSE, Frame, Serializer, create_serializer, wire_name
 
 if TYPE_CHECKING:
@@ -262,7 +262,7 @@ class DataConnection(BaseConnection):
 
     def _attach_channel(self, channel: RTCDataChannel) -> None:
         self.data_channel = channel
-        install_bundling(channel.transport)
+        tune_sctp(channel.transport)
         # told when the channel drains below half the mark, so the pump refills it
         channel.bufferedAmountLowThreshold = self.high_water_mark // 2
         channel.on("bufferedamountlow", self._on_buffered_low)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Browser
 
-from peerhub_client.bundling import MAX_BUNDLE_BYTES, ChunkBundle
+from peerhub_client.sctptuning import MAX_BUNDLE_BYTES, ChunkBundle
 
 from .browser_harness import new_browser_peer, open_client_page
 from .helpers import next_event, peers, until, wait
