@@ -1,5 +1,6 @@
-"""SCTP bundling: small messages share packets, arrive complete and in order at an aiortc
-peer and at Chromium (PeerJS 1.5.5); large ones still go one full chunk per packet."""
+"""SCTP tuning: small messages share packets, arrive complete and in order at an aiortc
+peer and at Chromium (PeerJS 1.5.5); large ones still go one full chunk per packet;
+SACKs go for every second packet, and a lone packet is still acknowledged."""
 
 from __future__ import annotations
 
@@ -52,6 +53,42 @@ async def test_small_messages_share_packets_and_arrive_in_order(server: Any) -> 
         assert got == [*range(2000), blob]
         assert len(packets) < 2000 / 5, len(packets)  # one packet each without bundling
         assert max(packets) <= MAX_BUNDLE_BYTES + 12 + 64  # SCTP common header + DTLS record
+
+
+def count_sacks(conn: Any) -> list[int]:
+    sctp = conn.data_channel.transport
+    sent: list[int] = []
+    original = sctp._send_sack.__self__._send_now  # the transport's own method
+
+    async def counting() -> None:
+        sent.append(1)
+        await original()
+
+    sctp._send_sack.__self__._send_now = counting
+    return sent
+
+
+async def test_sacks_go_for_every_second_packet_and_a_lone_one_is_acknowledged(
+    server: Any,
+) -> None:
+    async with peers(server, None, None) as (alice, bob):
+        incoming = next_event(bob, "connection")
+        conn = await wait(alice.connect(bob.id, reliable=True))
+        remote = await wait(incoming)
+        await wait(remote)
+        got: list[Any] = []
+        remote.on("data", got.append)
+        packets, sacks = count_packets(conn), count_sacks(remote)
+        conn.send(bytes(2_000_000))
+        await until(lambda: len(got) == 1, timeout=60)
+        await until(lambda: not conn.data_channel.transport._sent_queue)
+        assert len(sacks) < len(packets) * 0.7, (len(sacks), len(packets))
+        before = len(sacks)
+        conn.send("lone")
+        await until(lambda: len(got) == 2)
+        # nothing else comes: the delayed SACK still goes, the sender's queue empties
+        await until(lambda: not conn.data_channel.transport._sent_queue, timeout=5)
+        assert len(sacks) == before + 1
 
 
 def test_a_bundle_is_its_chunks_back_to_back() -> None:
