@@ -15,6 +15,8 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from peerhub import daphne_compat  # noqa: E402
+from peerhub.proxy import trusted_from_env  # noqa: E402
+from peerhub.proxy_asgi import ProxyHeaders  # noqa: E402
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
 from signalling.runtime import get_hub  # noqa: E402
@@ -42,4 +44,6 @@ async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "websocket.close", "code": 1008})
 
 
-application = ProtocolTypeRouter({"http": django_http, "websocket": websocket_app})
+application = ProxyHeaders(
+    ProtocolTypeRouter({"http": django_http, "websocket": websocket_app}),
+    trusted_from_env())
