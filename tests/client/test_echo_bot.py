@@ -1,4 +1,4 @@
-"""The echo bot CLI (``python -m client echo``) as a real process, driven by Python peers."""
+"""The echo bot CLI (``python -m peerhub_client echo``) as a real process, driven by Python peers."""
 
 from __future__ import annotations
 
