@@ -201,9 +201,14 @@ class DataConnection(BaseConnection):
             self._outbox_bytes -= _frame_size(frame)
             try:
                 channel.send(frame)
-            except (ValueError, InvalidStateError) as exc:
-                self._error(PeerErrorType.MESSAGE_TOO_BIG if isinstance(exc, ValueError)
-                            else PeerErrorType.CONNECTION_CLOSED, str(exc), fatal=False)  # fmt: skip
+            except ValueError as exc:  # larger than the remote side accepts
+                self._error(PeerErrorType.MESSAGE_TOO_BIG, str(exc), fatal=False)
+            except InvalidStateError:  # the channel closed under us: nothing more can go
+                self._error(PeerErrorType.CONNECTION_CLOSED,
+                            f"Connection to {self.peer} closed.", fatal=False)  # fmt: skip
+                outbox.clear()
+                self._outbox_bytes = 0
+                return
         if not outbox and channel.bufferedAmount <= self.high_water_mark:
             self._wake_drainers()
 
