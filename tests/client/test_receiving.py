@@ -39,7 +39,9 @@ async def test_a_connection_made_while_the_peer_was_offline_waits_for_a_late_han
     late_id = f"late-{random.randrange(10**9)}"
     async with peers(server, None) as (alice,):
         conn = alice.connect(late_id, serialization="json", reliable=True)
-        await asyncio.sleep(0.3)  # the OFFER reaches the server while nobody is `late_id`
+        # the OFFER leaves once the local offer is set: nobody is `late_id` yet
+        await until(lambda: conn.peer_connection is not None
+                    and conn.peer_connection.localDescription is not None)  # fmt: skip
         bob = Peer(late_id, host=server.host, port=server.port, path=server.path)
         try:
             await wait(bob.ready())
