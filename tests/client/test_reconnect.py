@@ -135,3 +135,24 @@ async def test_destroy_stops_pending_reconnection(restartable: Any) -> None:
     peer.destroy()
     await wait(peer.wait_closed())
     assert peer.destroyed and not peer._tasks.tasks()
+
+
+async def test_readme_reconnecting_example_runs_as_written(peerhub_server: Any) -> None:
+    from .readme import code_block, substitute
+
+    code = substitute(code_block("Reconnecting"), {
+        'host="127.0.0.1", port=9000': f"host={peerhub_server.host!r}, port={peerhub_server.port}",
+        '"my-bot"': repr(f"my-bot-{random.randrange(10**9)}"),
+        '"other-bot"': repr(f"other-bot-{random.randrange(10**9)}"),
+    })  # fmt: skip
+    namespace: dict[str, Any] = {}
+    exec(code, namespace)  # noqa: S102 - the README's own example
+    made: list[Peer] = [namespace["peer"], namespace["patient"]]
+    try:
+        await wait(asyncio.gather(*(p.ready() for p in made)))
+        assert made[0].options.reconnect == ReconnectPolicy()
+        assert made[1].options.reconnect == ReconnectPolicy(first=1.0, limit=30.0, max_attempts=20)
+    finally:
+        for p in made:
+            p.destroy()
+            await p.wait_closed()
