@@ -1,4 +1,5 @@
-"""ASGI entry point: Django for HTTP, the PeerJS consumer at ``{path}peerjs``."""
+"""ASGI entry point: the PeerJS HTTP routes, Django for the rest of HTTP, and the PeerJS
+consumer at ``{path}peerjs``."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from peerhub.proxy import trusted_from_env  # noqa: E402
 from peerhub.proxy_asgi import ProxyHeaders  # noqa: E402
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
+from signalling.http_api import peerjs_http_app  # noqa: E402
 from signalling.runtime import get_hub  # noqa: E402
 
 
@@ -44,6 +46,12 @@ async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "websocket.close", "code": 1008})
 
 
+async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The PeerJS routes as plain ASGI apps (no Django request cycle); Django otherwise."""
+    app = peerjs_http_app(scope["path"])
+    await (django_http if app is None else app)(scope, receive, send)
+
+
 application = ProxyHeaders(
-    ProtocolTypeRouter({"http": django_http, "websocket": websocket_app}),
+    ProtocolTypeRouter({"http": http_app, "websocket": websocket_app}),
     trusted_from_env())

@@ -77,7 +77,6 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "signalling.cors.PeerJSCorsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "peerhub.staticfiles.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
