@@ -16,8 +16,8 @@ class Limits:
     #: Bytes of one request body: a larger Content-Length gets 413 before the body is
     #: read; a chunked body is cut off with 413 at the limit.
     max_body_size: int = 1024 * 1024
-    #: Seconds from the accept (or the end of the previous response on a kept-alive
-    #: connection) to the end of the next request head. Not restarted by each byte.
+    #: Seconds from the accept (on a kept-alive connection: from the first byte of the
+    #: next request) to the end of the request head. Not restarted by each byte.
     head_timeout: float = 20.0
     #: Seconds from the end of a head to the end of its body. Not restarted by each byte.
     body_timeout: float = 20.0
