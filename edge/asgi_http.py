@@ -28,6 +28,23 @@ HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"up
                         b"proxy-connection", b"te", b"trailer"})
 
 
+_TITLED: dict[bytes, bytes] = {}
+
+
+def titled(name: bytes) -> bytes:
+    """``access-control-allow-origin`` -> ``Access-Control-Allow-Origin`` (cached).
+
+    Header names are case-insensitive, but clients that keep them in plain dictionaries
+    exist; the names go out as peerjs-server (Express) and daphne (Twisted) sent them.
+    """
+    out = _TITLED.get(name)
+    if out is None:
+        out = b"-".join(part[:1].upper() + part[1:] for part in name.split(b"-"))
+        if len(_TITLED) < 1024:
+            _TITLED[name] = out
+    return out
+
+
 class ResponseError(RuntimeError):
     """The application broke the ASGI HTTP message order."""
 
@@ -115,7 +132,7 @@ class AsgiCycle:
             if name == b"content-length":
                 self.length = int(value)
             elif name not in HOP_BY_HOP:
-                headers.append((name, value))
+                headers.append((titled(name), value))
             elif name == b"connection" and b"close" in value.lower():
                 self.keep = False
         if self.length is None and not more:

@@ -53,7 +53,7 @@ class _Response:
         self.sent = 0
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name.lower(), value))
+        self.headers.append((name, value))  # as daphne wrote it (case kept)
 
     def on_headers_complete(self) -> None:
         self.status = self.parser.get_status_code()
@@ -62,9 +62,10 @@ class _Response:
             return
         headers = []
         for name, value in self.headers:
-            if name == b"content-length":
+            lower = name.lower()
+            if lower == b"content-length":
                 self.length = int(value)
-            elif name not in HOP_BY_HOP:
+            elif lower not in HOP_BY_HOP:
                 headers.append((name, value))
         if self.length is None and self.status not in (204, 304) and \
                 self.req.method != "HEAD":

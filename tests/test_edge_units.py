@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from edge.asgi_http import response_head
+from edge.asgi_http import response_head, titled
 from edge.clientaddr import client_address, counts_per_socket
 from edge.http import Request, plain, websocket_key
 from edge.routes import Routes
@@ -112,3 +112,12 @@ def test_tls_settings_must_come_in_pairs(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("TLS_KEY_FILE", "/nonexistent-key.pem")
     with pytest.raises(ImproperEnvironment, match="cannot load"):
         tls_context()
+
+
+def test_header_names_go_out_title_cased() -> None:
+    assert titled(b"access-control-allow-origin") == b"Access-Control-Allow-Origin"
+    assert titled(b"content-type") == b"Content-Type"
+    assert titled(b"x-") == b"X-"
+    head = response_head(200, [(titled(b"vary"), b"Origin")], version="1.1",
+                         keep_alive=True, length=0)
+    assert b"\r\nVary: Origin\r\n" in head
