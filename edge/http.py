@@ -144,7 +144,7 @@ class HttpConnection(asyncio.Protocol):
         self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.loop = asyncio.get_running_loop()
         self.peer: tuple[str, int] = ("", 0)
-        self.server: tuple[str, int] = ("", 0)
+        self._server: tuple[str, int] | None = None
         self.refused: str | None = None  # the admission's refusal text
         self.released = True
         self.current: Request | None = None  # being parsed
@@ -164,12 +164,10 @@ class HttpConnection(asyncio.Protocol):
     # --- connection events ------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # (the write buffer's high-water mark stays asyncio's and uvloop's 64 KiB)
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
-        self.transport.set_write_buffer_limits(high=65536)
         peer = transport.get_extra_info("peername") or ("", 0)
-        sock = transport.get_extra_info("sockname") or ("", 0)
         self.peer = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else ("", 0)
-        self.server = (str(sock[0]), int(sock[1])) if isinstance(sock, tuple) else ("", 0)
         counted = self.edge.counts(self.peer[0])
         self.refused = self.edge.admit(self.peer[0]) if counted else None
         self.released = not counted or self.refused is not None
@@ -189,6 +187,15 @@ class HttpConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         self.edge.connection_closed(self)
+
+    @property
+    def server(self) -> tuple[str, int]:
+        """The local address of the connection (the scope's ``server``), looked up once."""
+        if self._server is None:
+            sock = self.transport.get_extra_info("sockname") or ("", 0)
+            self._server = ((str(sock[0]), int(sock[1])) if isinstance(sock, tuple)
+                            else ("", 0))
+        return self._server
 
     def release(self) -> None:
         """Give this connection's place back to the per-address count (once)."""
