@@ -17,6 +17,7 @@ from django.conf import settings  # noqa: E402
 from peerhub import daphne_compat  # noqa: E402
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
+from signalling.metrics_http import METRICS_PATH, metrics_app  # noqa: E402
 from signalling.runtime import get_hub  # noqa: E402
 
 
@@ -42,4 +43,12 @@ async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "websocket.close", "code": 1008})
 
 
-application = ProtocolTypeRouter({"http": django_http, "websocket": websocket_app})
+async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``/metrics`` (exact path) to the Prometheus endpoint; everything else to Django."""
+    if scope["path"] == METRICS_PATH:
+        await metrics_app(scope, receive, send)
+        return
+    await django_http(scope, receive, send)
+
+
+application = ProtocolTypeRouter({"http": http_app, "websocket": websocket_app})

@@ -151,3 +151,5 @@ PEERHUB_CONNECT_BURST = env_int("CONNECT_BURST", 10000, minimum=1)
 PEERHUB_SENDER_QUEUE_LIMIT = env_int("SENDER_QUEUE_LIMIT", 1000, minimum=0)
 PEERHUB_SEND_BUFFER_LIMIT = env_int("SEND_BUFFER_LIMIT", 2 * 1024 * 1024, minimum=16384)
 PEERHUB_KEY_WATCH_MS = env_int("KEY_WATCH_INTERVAL", 1500, minimum=100)
+#: Addresses and networks allowed to scrape ``/metrics`` on the public port.
+PEERHUB_METRICS_ALLOW = env_list("METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])

@@ -22,7 +22,7 @@ from signalling.decisions import Claim
 from signalling.errors import ClusterUnavailable
 from signalling.hub import Limits
 from signalling.keywatch import ensure_key_watcher
-from signalling.metrics import limit_hit
+from signalling.metrics import INVALID_KEY, ORIGIN, limit_hit
 from signalling.ratelimit import TokenBucket
 from signalling.runtime import get_hub, get_ip_guard
 from signalling.sessions import SessionInfo, get_recorder
@@ -125,7 +125,9 @@ class PeerConsumer(AsyncConsumer):
         self.client_version = params.version or ""
         tenant = await get_tenant(params.key)
         if tenant is None:
-            logger.info("refused websocket: unknown or inactive key")
+            # Not counted under the key asked for: any string can be asked for.
+            logger.info("refused websocket: unknown or inactive key %r", params.key[:64])
+            limit_hit("", INVALID_KEY, self.scope)
             await self.shut(p.INVALID_KEY_FRAME, CLOSE_POLICY)
             return False
         if tenant.signed_tokens_required and not verify_token(
@@ -134,7 +136,7 @@ class PeerConsumer(AsyncConsumer):
             await self.shut(p.error_frame(p.Errors.INVALID_TOKEN), CLOSE_POLICY)
             return False
         if not tenant.allows_origin(header(self.scope, b"origin")):
-            logger.info("refused websocket: origin not allowed")
+            limit_hit(tenant.key, ORIGIN, self.scope)
             await self.shut(p.error_frame(p.Errors.ORIGIN_NOT_ALLOWED), CLOSE_POLICY)
             return False
         return await self._claim(tenant)
@@ -181,6 +183,8 @@ class PeerConsumer(AsyncConsumer):
         bucket = self._bucket
         session = self.session
         assert session is not None
+        by_type = session.by_type
+        relayed = p.RELAYED_TYPES
         while True:
             event = await receive()
             if event["type"] != "websocket.receive":
@@ -198,12 +202,20 @@ class PeerConsumer(AsyncConsumer):
                 await self.shut(p.error_frame(p.Errors.RATE_LIMIT), CLOSE_POLICY, "rate limit")
                 return await self._drain(receive)
             if data == p.HEARTBEAT_FRAME:
+                session.heartbeats += 1
                 continue  # liveness only (every frame counts); the most common frame
             try:
                 msg = p.parse_client_frame(data)
             except p.ProtocolError as exc:
+                by_type["invalid"] = by_type.get("invalid", 0) + 1
                 await self.deliver(p.error_frame(str(exc)))
                 continue
+            if msg.type in relayed:  # bounded by type: read by /metrics
+                by_type[msg.type] = by_type.get(msg.type, 0) + 1
+            elif msg.type == p.MessageType.HEARTBEAT:  # spaced or reordered JSON
+                session.heartbeats += 1
+            else:
+                by_type["other"] = by_type.get("other", 0) + 1
             await hub.relay(self, msg)
 
     async def _drain(self, receive: Any) -> None:

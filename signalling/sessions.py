@@ -34,8 +34,6 @@ _INSERT_COLUMNS = ("api_key", "peer_id", "node", "transport", "remote_addr", "us
 FLUSH_INTERVAL = 0.5
 
 
-
-
 @dataclass(eq=False, slots=True)
 class SessionInfo:
     """What a connection knows about its session; counters are bumped on the hot path."""
@@ -49,6 +47,9 @@ class SessionInfo:
     connected_at: datetime = field(default_factory=timezone.now)
     messages_in: int = 0
     messages_out: int = 0
+    heartbeats: int = 0
+    #: client messages other than HEARTBEAT, by PeerJS type ("invalid": unparsable)
+    by_type: dict[str, int] = field(default_factory=dict)
     disconnected_at: datetime | None = None
     close_reason: str = ""
     row_id: int | None = None
@@ -72,6 +73,7 @@ class SessionRecorder:
         """A peer registered."""
         self._live.add(info)
         self._opened.append(info)
+        metrics.get_metrics().connected(info.api_key)
         self._ensure_task()
 
     def wake(self) -> None:
@@ -86,6 +88,11 @@ class SessionRecorder:
         info.close_reason = reason[:100]
         self._live.discard(info)
         self._closed.append(info)
+        metrics.get_metrics().session_ended(info)
+
+    def live_sessions(self) -> list[SessionInfo]:
+        """The sessions open in this process now (a copy)."""
+        return list(self._live)
 
     @property
     def pending(self) -> int:
@@ -104,7 +111,7 @@ class SessionRecorder:
             await asyncio.sleep(FLUSH_INTERVAL)
             tick += 1
             touch = tick % ticks_per_touch == 0
-            if self.pending or touch or metrics.pending_hits:
+            if self.pending or touch or metrics.get_metrics().pending_hits:
                 await asyncio.get_running_loop().run_in_executor(
                     self._executor, self.write, touch)
 
