@@ -121,9 +121,11 @@ REDIS_PREFIX = env_str("REDIS_PREFIX", "peerhub")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+                   "json": {"()": "peerhub.logformat.JsonFormatter"}},
     "filters": {"redact": {"()": "peerhub.logredact.RedactTokensFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             "formatter": env_str("LOG_FORMAT", "plain").lower(),
                              "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
