@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.http import HttpRequest
 
+from apikeys import audit
 from apikeys.forms import ApiKeyForm
 from apikeys.lifecycle import forget_keys, set_active
 from apikeys.live import live_peer_counts
@@ -66,16 +67,35 @@ class ApiKeyAdmin(KeyAdminBase):
         """Messages in and out over all its recorded sessions."""
         return int(getattr(obj, "message_count", 0))
 
+    # --- the audit trail: Django's own entries get the client address --------------
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        """Record an addition with the client address."""
+        audit.record_admin(request, [obj], audit.ADDITION, message)
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        """Record a change with the client address."""
+        audit.record_admin(request, [obj], audit.CHANGE, message)
+
+    def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
+        """Record deletions (before they happen) with the client address."""
+        audit.record_admin(request, list(queryset), audit.DELETION, "Deleted.")
+
     @admin.action(description="Activate selected keys")
     def activate_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         """Let the keys connect again."""
+        changing = list(queryset.filter(active=False))
         count = set_active(queryset, True)
+        audit.record_admin(request, changing, audit.CHANGE, "Activated (admin action).")
         self.message_user(request, f"Activated {count} key(s).", messages.SUCCESS)
 
     @admin.action(description="Deactivate selected keys (disconnects their peers)")
     def deactivate_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         """Refuse new connections and close the keys' live peers within seconds."""
+        changing = list(queryset.filter(active=True))
         count = set_active(queryset, False)
+        audit.record_admin(request, changing, audit.CHANGE,
+                           "Deactivated (admin action); live peers disconnected.")
         self.message_user(request, f"Deactivated {count} key(s); their live peers are being "
                           "disconnected.", messages.WARNING)
 
@@ -86,6 +106,8 @@ class ApiKeyAdmin(KeyAdminBase):
         for row in queryset:
             secret = row.rotate_token_secret()
             row.save(update_fields=["token_secret"])
+            audit.record_admin(request, [row], audit.CHANGE,
+                               "Generated a new token signing secret (admin action).")
             self.message_user(request, f"New signing secret for {row.name} ({row.key}): "
                               f"{secret} (copy it now; it is not shown again).",
                               messages.WARNING)
