@@ -16,19 +16,28 @@ from django.db.models import Count, F, IntegerField, OuterRef, QuerySet, Subquer
 from django.db.models.functions import Coalesce, TruncHour
 
 from apikeys.models import ApiKey
-from signalling.models import PeerSession
+from signalling.models import PeerSession, UsageHour
 
 HOURS = 24
 
 
 def with_totals(keys: QuerySet[ApiKey]) -> QuerySet[ApiKey]:
-    """Annotate ``session_count`` and ``message_count`` (all time) on each key."""
-    same_key = PeerSession.objects.filter(api_key=OuterRef("key")).order_by().values("api_key")
-    sessions = same_key.annotate(n=Count("id")).values("n")
-    messages = same_key.annotate(m=Sum(F("messages_in") + F("messages_out"))).values("m")
+    """Annotate ``session_count`` and ``message_count`` (all time) on each key.
+
+    From the hourly rollups (a few rows per key and hour) plus the key's open sessions,
+    so the key list stays fast with millions of session rows (see signalling.rollup).
+    """
+    rolled = UsageHour.objects.filter(api_key=OuterRef("key")).order_by().values("api_key")
+    sessions = rolled.annotate(n=Sum("connections")).values("n")
+    closed = rolled.annotate(m=Sum(F("messages_in") + F("messages_out"))).values("m")
+    open_ = (PeerSession.objects.filter(api_key=OuterRef("key"), disconnected_at__isnull=True)
+             .order_by().values("api_key")
+             .annotate(m=Sum(F("messages_in") + F("messages_out"))).values("m"))
+    zero = Value(0)
     return keys.annotate(
-        session_count=Coalesce(Subquery(sessions), Value(0), output_field=IntegerField()),
-        message_count=Coalesce(Subquery(messages), Value(0), output_field=IntegerField()),
+        session_count=Coalesce(Subquery(sessions), zero, output_field=IntegerField()),
+        message_count=Coalesce(Subquery(closed), zero, output_field=IntegerField())
+        + Coalesce(Subquery(open_), zero, output_field=IntegerField()),
     )
 
 

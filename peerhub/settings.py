@@ -155,3 +155,5 @@ PEERHUB_SEND_BUFFER_LIMIT = env_int("SEND_BUFFER_LIMIT", 2 * 1024 * 1024, minimu
 PEERHUB_KEY_WATCH_MS = env_int("KEY_WATCH_INTERVAL", 1500, minimum=100)
 #: Addresses and networks allowed to scrape ``/metrics`` on the public port.
 PEERHUB_METRICS_ALLOW = env_list("METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])
+#: Days closed peer sessions are kept; the serving process prunes older ones hourly.
+PEERHUB_SESSION_RETENTION_DAYS = env_int("SESSION_RETENTION_DAYS", 0, minimum=0)
