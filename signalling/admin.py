@@ -155,7 +155,7 @@ class LimitHitAdmin(LimitAdminBase):
     """How often each limit refused something, per key; read-only."""
 
     list_display = ("limit", "api_key", "count", "last_at")
-    list_filter = ("limit",)
+    list_filter = ("limit", KeyFilter)
     search_fields = ("api_key",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
