@@ -146,33 +146,25 @@ def refusals_by_key() -> dict[str, dict[str, int]]:
     return found
 
 
-def _bucketed(per_hour: Mapping[datetime, rollup.HourFigures], starts: list[datetime],
-              width: int) -> tuple[list[int], list[int], list[int], list[int]]:
-    index = {start + timedelta(hours=h): i for i, start in enumerate(starts)
-             for h in range(width)}
-    conns, msgs, beats, peaks = ([0] * len(starts) for _ in range(4))
-    for hour, fig in per_hour.items():
-        i = index.get(hour)
-        if i is None:
-            continue
-        conns[i] += fig.connections
-        msgs[i] += fig.signalling
-        beats[i] += fig.heartbeats
-        peaks[i] = max(peaks[i], fig.peak_live)
-    return conns, msgs, beats, peaks
+def _columns(figures: list[rollup.HourFigures] | None, count: int
+             ) -> tuple[list[int], list[int], list[int], list[int]]:
+    if figures is None:
+        return [0] * count, [0] * count, [0] * count, [0] * count
+    return ([f.connections for f in figures], [f.signalling for f in figures],
+            [f.heartbeats for f in figures], [f.peak_live for f in figures])
 
 
 def usage_report(now: datetime, live: Mapping[str, int], span: Range = DEFAULT_RANGE,
                  node: str | None = None) -> list[KeyUsage]:
     """Every key (and any deleted key still with activity), busiest first."""
     starts = span.bucket_starts(now)
-    counts = rollup.hourly(starts[0], node)
+    counts = rollup.buckets(starts[0], span.bucket_hours, len(starts), node)
     rows = {k.key: k for k in ApiKey.objects.all()}
     refused = refusals_by_key()
     report = []
     for key in sorted(set(rows) | set(counts) | {k for k, n in live.items() if n}):
         row = rows.get(key)
-        conns, msgs, beats, peaks = _bucketed(counts.get(key, {}), starts, span.bucket_hours)
+        conns, msgs, beats, peaks = _columns(counts.get(key), len(starts))
         n_live = live.get(key, 0)
         peaks[-1] = max(peaks[-1], n_live)
         report.append(KeyUsage(

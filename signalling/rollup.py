@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Count, F, Max, Q, Sum
+from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncHour
 
 from signalling.models import PeerSession, UsageHour
@@ -138,26 +138,65 @@ class HourFigures:
         return max(0, self.messages - self.heartbeats)
 
 
-def hourly(since: datetime, node: str | None = None
-           ) -> dict[str, dict[datetime, HourFigures]]:
-    """``{key: {hour: figures}}`` from ``since``, all nodes added up or one ``node``."""
-    rolled = UsageHour.objects.filter(hour__gte=hour_of(since)).order_by()
+def buckets(since: datetime, bucket_hours: int, count: int, node: str | None = None
+            ) -> dict[str, list[HourFigures]]:
+    """``{key: [figures of each bucket]}``: ``count`` buckets of ``bucket_hours`` from
+    ``since`` (an hour start), all nodes added up or one ``node``. A bucket's peak is its
+    busiest hour (with all nodes: the hour's node peaks added up, an upper bound)."""
+    found: dict[str, list[HourFigures]] = {}
+
+    def slot(key: str, index: int) -> HourFigures | None:
+        if not 0 <= index < count:
+            return None
+        row = found.get(key)
+        if row is None:
+            row = found[key] = [HourFigures() for _ in range(count)]
+        return row[index]
+
+    for key, index, n, m, hb, peak in _rolled_buckets(since, bucket_hours, node):
+        fig = slot(key, index)
+        if fig is not None:
+            fig.connections, fig.messages, fig.heartbeats, fig.peak_live = n, m, hb, peak
     live = PeerSession.objects.filter(disconnected_at__isnull=True,
-                                      connected_at__gte=hour_of(since)).order_by()
+                                      connected_at__gte=since).order_by()
     if node is not None:
-        rolled, live = rolled.filter(node=node), live.filter(node=node)
-    found: dict[str, dict[datetime, HourFigures]] = {}
-    for r in rolled.values("api_key", "hour").annotate(
-            n=Sum("connections"), m=Sum(F("messages_in") + F("messages_out")),
-            hb=Sum("heartbeats"), peak=Sum("peak_live") if node is None else Max("peak_live")):
-        found.setdefault(r["api_key"], {})[r["hour"]] = HourFigures(
-            r["n"] or 0, r["m"] or 0, r["hb"] or 0, r["peak"] or 0)
+        live = live.filter(node=node)
     for r in live.annotate(h=TruncHour("connected_at")).values("api_key", "h").annotate(
             m=Sum(F("messages_in") + F("messages_out")), hb=Sum("heartbeats")):
-        fig = found.setdefault(r["api_key"], {}).setdefault(r["h"], HourFigures())
-        fig.messages += r["m"] or 0
-        fig.heartbeats += r["hb"] or 0
+        index = int((r["h"] - since).total_seconds() // 3600) // bucket_hours
+        fig = slot(r["api_key"], index)
+        if fig is not None:
+            fig.messages += r["m"] or 0
+            fig.heartbeats += r["hb"] or 0
     return found
+
+
+def _bucket_sql(bucket_hours: int) -> str:
+    """SQL for the bucket number of ``hour`` counted from the first parameter."""
+    if connection.vendor == "postgresql":
+        return f"FLOOR(EXTRACT(EPOCH FROM (hour - %s::timestamptz)) / {3600 * bucket_hours})"
+    return f"CAST(ROUND((julianday(hour) - julianday(%s)) * 24) / {bucket_hours} AS INTEGER)"
+
+
+def _rolled_buckets(since: datetime, bucket_hours: int, node: str | None
+                    ) -> list[tuple[str, int, int, int, int, int]]:
+    """(key, bucket, connections, messages, heartbeats, peak) from the rollups, grouped in
+    the database (30 days of many keys are tens of thousands of hourly rows)."""
+    table = connection.ops.quote_name(UsageHour._meta.db_table)
+    start = connection.ops.adapt_datetimefield_value(since)
+    where, params = "hour >= %s", [start]
+    if node is not None:
+        where, params = where + " AND node = %s", [*params, node]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT api_key, {_bucket_sql(bucket_hours)} AS b, SUM(n), SUM(m), SUM(hb), "
+            "MAX(peak) FROM (SELECT api_key, hour, SUM(connections) AS n, "
+            "SUM(messages_in + messages_out) AS m, SUM(heartbeats) AS hb, "
+            f"SUM(peak_live) AS peak FROM {table} WHERE {where} GROUP BY api_key, hour) "
+            "AS per_hour GROUP BY api_key, b", [start, *params])
+        rows = cursor.fetchall()
+    return [(key, int(b), int(n or 0), int(m or 0), int(hb or 0), int(peak or 0))
+            for key, b, n, m, hb, peak in rows]
 
 
 def nodes(since: datetime) -> list[str]:

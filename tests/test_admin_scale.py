@@ -122,8 +122,13 @@ PAGES = ["/admin/apikeys/apikey/", "/admin/apikeys/apikey/?q=tenant+7",
          "/admin/signalling/peersession/?q=a", "/admin/signalling/peersession/?key=key-7",
          "/admin/signalling/peersession/?key=key-7&state=closed&q=ab",
          "/admin/signalling/peersession/?node=node-1&since=24h",
-         "/admin/signalling/peersession/?state=live", "/dashboard/", "/dashboard/?range=30d"]
+         "/admin/signalling/peersession/?state=live"]
 BOUND_MS = 300  # the issue's bound for the admin with 2 million session rows
+#: The dashboard reads the rollups only (50 keys x 4 nodes x 720 hours for 30 days); the
+#: issue sets no bound for it, this one catches a page that falls back to the sessions.
+DASHBOARDS = ["/dashboard/", "/dashboard/?range=7d", "/dashboard/?range=30d",
+              "/dashboard/?range=30d&node=node-1"]
+DASHBOARD_BOUND_MS = 1000
 
 
 @pytest.mark.timeout(900)
@@ -148,7 +153,8 @@ def test_admin_pages_stay_under_300_ms_with_2_million_sessions(tmp_path) -> None
             (key7,) = conn.execute("SELECT COUNT(*) FROM signalling_peersession "
                                    "WHERE api_key = 'key-7'").fetchone()
         assert count == 2_000_000
-        out = subprocess.run([sys.executable, "-m", "tests.admin_timing", *PAGES], cwd=ROOT,
+        out = subprocess.run([sys.executable, "-m", "tests.admin_timing", *PAGES, *DASHBOARDS],
+                             cwd=ROOT,
                              env=env, check=True, capture_output=True, text=True)
         timings = json.loads(out.stdout.strip().splitlines()[-1])
         listing = subprocess.run(
@@ -158,5 +164,6 @@ def test_admin_pages_stay_under_300_ms_with_2_million_sessions(tmp_path) -> None
             cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     print(json.dumps(timings, indent=1))
     assert int(listing.stdout.strip().splitlines()[-1]) == key7  # exact, not estimated
-    slow = {url: t for url, t in timings.items() if t[0] != 200 or t[1] > BOUND_MS}
+    slow = {url: t for url, t in timings.items() if t[0] != 200 or t[1] > (
+        DASHBOARD_BOUND_MS if url in DASHBOARDS else BOUND_MS)}
     assert slow == {}, timings
