@@ -7,11 +7,12 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
 from tests.conftest import missing
-from tests.servers import ROOT, manage, prepare_database
+from tests.servers import ROOT, LiveServer, manage, prepare_database
 from tests.services import fresh_postgres_database, postgres_reachable
 from tests.test_apikeys_helpers import StartServer, eventually, make_keys, query
 from tests.wsclient import join, recv, send
@@ -32,37 +33,52 @@ print(json.dumps({"raw": raw, "listed": listed, "rolled": rolled}))
 """
 
 
-async def test_rollup_totals_match_the_session_rows(start_server: StartServer) -> None:
-    with start_server() as server:
-        make_keys(server, {"key": "roll-a", "name": "a"}, {"key": "roll-b", "name": "b"})
-        for round_ in range(3):
-            a = await join(server, f"a{round_}", key="roll-a")
-            b = await join(server, f"b{round_}", key="roll-a")
-            c = await join(server, f"c{round_}", key="roll-b")
-            for _ in range(4):
-                await send(a, type="OFFER", dst=f"b{round_}", payload={})
-                await recv(b)
-            await a.send('{"type":"HEARTBEAT"}')
-            await c.send('{"type":"HEARTBEAT"}')
-            if round_ < 2:  # the last round stays open until the server stops
-                for ws in (a, b, c):
-                    await ws.close()
-
-        def settled() -> bool:
-            rows = query(server, "SELECT COUNT(*) FROM signalling_peersession "
-                                 "WHERE disconnected_at IS NOT NULL")
-            return rows[0][0] == 6
-
-        await eventually(settled)
-        server.stop()  # the recorder writes what is pending at exit
-        figures = json.loads(manage(server, "shell", "--no-imports", "-c", TOTALS)
-                             .splitlines()[-1])
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+async def test_rollup_totals_match_the_session_rows(start_server: StartServer,
+                                                    database: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    if database == "sqlite":
+        with start_server() as server:
+            figures = await load_and_read_totals(server)
+    else:
+        if not postgres_reachable():
+            missing("PostgreSQL is not reachable at 127.0.0.1:5432")
+        with fresh_postgres_database() as url:
+            prepare_database(tmp_path / "pg", {**os.environ, "DATABASE_URL": url,
+                                               "PEERHUB_VAR_DIR": str(tmp_path / "pg")})
+            with start_server(DATABASE_URL=url) as server:
+                figures = await load_and_read_totals(server)
     raw, listed, rolled = figures["raw"], figures["listed"], figures["rolled"]
     assert raw["roll-a"][0] == 6 and raw["roll-b"][0] == 3
     assert raw["roll-a"][2] == 3 and raw["roll-b"][2] == 3  # heartbeats recorded
     for key in ("roll-a", "roll-b"):
         assert listed[key] == raw[key][:2]
         assert rolled[key] == raw[key]
+
+
+CLOSED = ("from signalling.models import PeerSession as S; "
+          "print(S.objects.filter(disconnected_at__isnull=False).count())")
+
+
+async def load_and_read_totals(server: LiveServer) -> dict[str, Any]:
+    """Three rounds of peers (two closed, one open at stop), then every figure."""
+    make_keys(server, {"key": "roll-a", "name": "a"}, {"key": "roll-b", "name": "b"})
+    for round_ in range(3):
+        a = await join(server, f"a{round_}", key="roll-a")
+        b = await join(server, f"b{round_}", key="roll-a")
+        c = await join(server, f"c{round_}", key="roll-b")
+        for _ in range(4):
+            await send(a, type="OFFER", dst=f"b{round_}", payload={})
+            await recv(b)
+        await a.send('{"type":"HEARTBEAT"}')
+        await c.send('{"type":"HEARTBEAT"}')
+        if round_ < 2:  # the last round stays open until the server stops
+            for ws in (a, b, c):
+                await ws.close()
+    await eventually(lambda: manage(server, "shell", "--no-imports", "-c", CLOSED)
+                     .splitlines()[-1] == "6", timeout=20)
+    server.stop()  # the recorder writes what is pending at exit
+    out = manage(server, "shell", "--no-imports", "-c", TOTALS)
+    return dict(json.loads(out.splitlines()[-1]))
 
 
 OLD_SESSIONS = """
