@@ -6,7 +6,7 @@ import os
 import platform
 import subprocess
 
-from bench import report, scenarios, servers, stats
+from bench import http_rows, report, scenarios, servers, slowdrip, stats
 from bench.config import Sizes
 from bench.runs import PEERHUB, PEERJS, Results, Run
 
@@ -33,8 +33,10 @@ def rows(run: Run) -> list[report.Row]:
         ms_row(f"relay latency p99 at {sizes.latency_rate:,} msg/s, ms (lower is better)",
                [s.p99_ms for s in hub.latencies], [s.p99_ms for s in ref.latencies]),
     ]
+    out[1:1] = http_rows.table_rows(run.http, PEERHUB, PEERJS)
     out += capacity_rows(hub.capacity, ref.capacity, sizes)
     out.append(cluster_row(run.cluster, stats.median([s.rate for s in hub.bursts])))
+    out += slowdrip.rows(hub.slowdrip, ref.slowdrip)
     return out
 
 

@@ -1,4 +1,5 @@
-"""ASGI entry point: Django for HTTP, the PeerJS consumer at ``{path}peerjs``."""
+"""ASGI entry point: the PeerJS HTTP routes, Django for the rest of HTTP, and the PeerJS
+consumer at ``{path}peerjs``."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from peerhub import daphne_compat  # noqa: E402
+from peerhub.proxy import trusted_from_env  # noqa: E402
+from peerhub.proxy_asgi import ProxyHeaders  # noqa: E402
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
+from signalling.http_api import peerjs_http_app  # noqa: E402
 from signalling.metrics_http import METRICS_PATH, metrics_app  # noqa: E402
 from signalling.runtime import get_hub  # noqa: E402
 
@@ -44,11 +48,15 @@ async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """``/metrics`` (exact path) to the Prometheus endpoint; everything else to Django."""
+    """``/metrics`` (exact path) to the Prometheus endpoint, the PeerJS routes as plain
+    ASGI apps (no Django request cycle); Django otherwise."""
     if scope["path"] == METRICS_PATH:
         await metrics_app(scope, receive, send)
         return
-    await django_http(scope, receive, send)
+    app = peerjs_http_app(scope["path"])
+    await (django_http if app is None else app)(scope, receive, send)
 
 
-application = ProtocolTypeRouter({"http": http_app, "websocket": websocket_app})
+application = ProxyHeaders(
+    ProtocolTypeRouter({"http": http_app, "websocket": websocket_app}),
+    trusted_from_env())

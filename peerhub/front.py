@@ -28,8 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import unquote
 
-from daphne.utils import parse_x_forwarded_for
-
+from peerhub import proxy
 from peerhub import wsframes as wf
 
 logger = logging.getLogger(__name__)
@@ -45,6 +44,11 @@ HIGH_WATER = 256
 LOW_WATER = 64
 #: Seconds a closing socket waits for the client's close frame.
 CLOSE_TIMEOUT = 5.0
+#: A read this small that leaves a frame unfinished is a trickle (browsers write each
+#: frame whole): the socket is then read again only after DRIP_PAUSE seconds, so that a
+#: sender dripping a frame in tiny writes costs reads per DRIP_PAUSE, not per write.
+DRIP_READ = 512
+DRIP_PAUSE = 0.05
 
 CONNECTING, OPEN, CLOSING, CLOSED = range(4)
 #: Request headers kept in a socket's scope, which lives as long as the socket: the ones
@@ -62,7 +66,7 @@ class FrontOptions:
 
     def __init__(self, ws_path: str, max_message_size: int, ping_interval: float,
                  handshake_timeout: float, send_buffer_limit: int,
-                 proxy_headers: bool):
+                 proxy_headers: bool, trusted_proxies: proxy.TrustedProxies | None = None):
         self.ws_path = ws_path.encode()
         self.ws_request_prefix = b"GET " + self.ws_path  # how a PeerJS upgrade starts
         self.max_message_size = max_message_size
@@ -70,6 +74,9 @@ class FrontOptions:
         self.handshake_timeout = handshake_timeout
         self.send_buffer_limit = send_buffer_limit
         self.proxy_headers = proxy_headers
+        #: Whose X-Forwarded-For is read (peerhub.proxy); PROXY_HEADERS alone: loopback.
+        self.trusted_proxies = trusted_proxies or (
+            proxy.parse_trusted(proxy.LOOPBACK) if proxy_headers else None)
 
 
 class Front:
@@ -179,29 +186,39 @@ class HeadProtocol(asyncio.Protocol):
 
     def _upgrade(self, head: wf.RequestHead, key: bytes, rest: bytes) -> None:
         self.front.heads.discard(self)
-        ws = WebSocket(self.front, self.transport, build_scope(self.front, self.transport,
-                                                                head), key)
+        try:
+            scope = build_scope(self.front, self.transport, head)
+        except proxy.BadProxyHeader as exc:
+            body = str(exc).encode()
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                                 % (len(body), body))
+            self.transport.close()
+            return
+        ws = WebSocket(self.front, self.transport, scope, key)
         self.transport.set_protocol(ws)
         if rest:
             ws.data_received(rest)
 
 
 def build_scope(front: Front, transport: asyncio.Transport, head: wf.RequestHead) -> Scope:
-    """The ASGI websocket scope for an upgrade request (as daphne builds it)."""
+    """The ASGI websocket scope for an upgrade request (as daphne builds it).
+
+    Behind trusted proxies the client address comes from :func:`peerhub.proxy.from_headers`
+    (which raises :class:`peerhub.proxy.BadProxyHeader` for headers it cannot read).
+    """
     raw_path, _, query = head.target.partition(b"?")
     peer = transport.get_extra_info("peername") or ("", 0)
     sockname = transport.get_extra_info("sockname") or ("", 0)
     client: list[Any] = [str(peer[0]), int(peer[1])]
     scheme = "ws"
-    if front.options.proxy_headers:
-        addr, forwarded_scheme = parse_x_forwarded_for(dict(head.headers),
-                                                       original_addr=client,
-                                                       original_scheme=scheme)
-        client, scheme = list(addr), forwarded_scheme or scheme
-        if scheme == "https":
-            scheme = "wss"
-        elif scheme == "http":
-            scheme = "ws"
+    if front.options.trusted_proxies is not None:
+        address, forwarded = proxy.from_headers(client[0], head.headers,
+                                                front.options.trusted_proxies)
+        if address != client[0]:
+            client = [address, 0]
+        if forwarded is not None:
+            scheme = "wss" if forwarded == "https" else "ws"
     subprotocols: list[str] = []
     for name, value in head.headers:
         if name == b"sec-websocket-protocol":
@@ -228,7 +245,7 @@ class WebSocket(asyncio.Protocol):
 
     __slots__ = ("front", "transport", "scope", "key", "state", "reader", "events", "waiter",
                  "paused", "seen", "ping_sent", "close_code", "_close_timer", "_limit",
-                 "_out", "_loop", "task")
+                 "_out", "_loop", "task", "_drip_timer")
 
     def __init__(self, front: Front, transport: asyncio.Transport, scope: Scope,
                  key: bytes):
@@ -248,6 +265,7 @@ class WebSocket(asyncio.Protocol):
         self._limit = front.options.send_buffer_limit
         self._out: list[bytes] = []  # frames written in this loop iteration, not yet sent
         self._loop = asyncio.get_running_loop()
+        self._drip_timer: asyncio.TimerHandle | None = None
         front.sockets.add(self)
         self.task: asyncio.Task[None] | None = self._loop.create_task(self._run())
 
@@ -260,6 +278,9 @@ class WebSocket(asyncio.Protocol):
         except wf.WebSocketError as exc:
             self._fail(exc.code, exc.reason)
             return
+        if len(data) < DRIP_READ and self.reader.buffered and self._drip_timer is None:
+            self.transport.pause_reading()
+            self._drip_timer = self._loop.call_later(DRIP_PAUSE, self._drip_resume)
         for opcode, payload in frames:
             if opcode == wf.OP_TEXT:
                 if self.state != OPEN:
@@ -280,6 +301,11 @@ class WebSocket(asyncio.Protocol):
                 self._client_closed(payload)
                 return
             # OP_PONG: being here is enough (self.seen)
+
+    def _drip_resume(self) -> None:
+        self._drip_timer = None
+        if not self.paused and self.state != CLOSED and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def _client_closed(self, payload: bytes) -> None:
         try:
@@ -308,6 +334,9 @@ class WebSocket(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._close_timer is not None:
             self._close_timer.cancel()
+        if self._drip_timer is not None:
+            self._drip_timer.cancel()
+            self._drip_timer = None
         self._disconnected()
 
     def pause_writing(self) -> None:
@@ -392,7 +421,8 @@ class WebSocket(asyncio.Protocol):
         event = events.pop(0)
         if self.paused and len(events) < LOW_WATER and self.state != CLOSED:
             self.paused = False
-            self.transport.resume_reading()
+            if self._drip_timer is None:
+                self.transport.resume_reading()
         return event
 
     async def send(self, message: Message) -> None:

@@ -98,6 +98,22 @@ class NodeFilter(admin.SimpleListFilter):
         return queryset if value is None else queryset.filter(node=value)
 
 
+class TransportFilter(admin.SimpleListFilter):
+    """Websocket or 0.3.x stream sessions (fixed choices: a DISTINCT would scan every row)."""
+
+    title = "transport"
+    parameter_name = "transport"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        """The transports peerhub records."""
+        return [("websocket", "websocket"), ("xhr-stream", "0.3.x stream")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """Filter on ``transport``."""
+        value = self.value()
+        return queryset if value is None else queryset.filter(transport=value)
+
+
 class CappedPaginator(Paginator):
     """Counts at most :data:`COUNT_CAP` rows, so a page never scans the whole table."""
 
@@ -117,8 +133,7 @@ class PeerSessionAdmin(SessionAdminBase):
     list_display = ("peer_id", "api_key", "node", "transport", "connected_at",
                     "disconnected_at", "duration", "close_reason", "messages_in",
                     "messages_out", "is_live")
-    # No "transport" filter: its DISTINCT would scan every row (only websocket is recorded).
-    list_filter = (LiveFilter, RecentFilter, KeyFilter, NodeFilter)
+    list_filter = (LiveFilter, RecentFilter, KeyFilter, TransportFilter, NodeFilter)
     # A case-insensitive prefix of the peer id (PostgreSQL: an index on UPPER(peer_id)).
     search_fields = ("^peer_id",)
     search_help_text = "The beginning of a peer id (case-insensitive)."

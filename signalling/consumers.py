@@ -26,7 +26,6 @@ from signalling.metrics import INVALID_KEY, ORIGIN, limit_hit
 from signalling.ratelimit import TokenBucket
 from signalling.runtime import get_hub, get_ip_guard
 from signalling.sessions import SessionInfo, get_recorder
-from signalling.tokens import verify_token
 
 logger = logging.getLogger(__name__)
 
@@ -123,6 +122,10 @@ class PeerConsumer(AsyncConsumer):
             return False
         self.key, self.peer_id, self.token = params.key, params.id, params.token
         self.client_version = params.version or ""
+        if not p.is_acceptable_id(params.id):
+            logger.info("refused websocket: invalid id %r", params.id[:80])
+            await self.shut(p.error_frame(p.Errors.INVALID_ID), CLOSE_POLICY, "invalid id")
+            return False
         tenant = await get_tenant(params.key)
         if tenant is None:
             # Not counted under the key asked for: any string can be asked for.
@@ -130,8 +133,7 @@ class PeerConsumer(AsyncConsumer):
             limit_hit("", INVALID_KEY, self.scope)
             await self.shut(p.INVALID_KEY_FRAME, CLOSE_POLICY)
             return False
-        if tenant.signed_tokens_required and not verify_token(
-                tenant.signing_secret, tenant.key, self.peer_id, self.token, time.time()):
+        if not tenant.accepts_token(self.peer_id, self.token, time.time()):
             limit_hit(tenant.key, "signed token", self.scope)
             await self.shut(p.error_frame(p.Errors.INVALID_TOKEN), CLOSE_POLICY)
             return False
@@ -158,8 +160,8 @@ class PeerConsumer(AsyncConsumer):
             await self.shut(p.error_frame(p.Errors.CONNECTION_LIMIT_EXCEED), CLOSE_POLICY)
             return False
         self.queue_limit = tenant.queue_limit
-        rate = tenant.rate_limit or self.cfg.rate_limit
-        self._bucket = TokenBucket(rate, max(rate, self.cfg.rate_burst), time.monotonic())
+        rate, burst = tenant.message_rate(self.cfg.rate_limit, self.cfg.rate_burst)
+        self._bucket = TokenBucket(rate, burst, time.monotonic())
         self._start_session(tenant)
         ensure_key_watcher()
         if claim is Claim.NEW:
@@ -216,6 +218,12 @@ class PeerConsumer(AsyncConsumer):
                 session.heartbeats += 1
             else:
                 by_type["other"] = by_type.get("other", 0) + 1
+            if not hub.is_current(self):
+                # The id was freed (LEAVE) or taken over since: this socket no longer
+                # speaks for it.
+                await self.shut(p.error_frame(p.Errors.ID_NOT_HELD), CLOSE_POLICY,
+                                "id no longer held")
+                return await self._drain(receive)
             await hub.relay(self, msg)
 
     async def _drain(self, receive: Any) -> None:

@@ -126,7 +126,7 @@ class MetricsEndpoint:
         return NodeSnapshot(
             node=node_name(), live_peers=hub.local_keys_online(),
             offline_queue=hub.queue_depth(), writer_backlog=get_recorder().pending,
-            sockets={"websocket": get_ip_guard().total_open(), "http-stream": streams},
+            sockets={"websocket": get_ip_guard().total_open(), "xhr-stream": streams},
             loop_lag=self.metrics.take_lag(), redis_rtt=rtt, redis_up=up,
             version=peerhub.__version__)
 

@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from peerhub.env import node_name
 from signalling import metrics
+from signalling.protocol import storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,9 @@ _INSERT_COLUMNS = ("api_key", "peer_id", "node", "transport", "remote_addr", "us
                    "client_version", "connected_at", "last_seen", "disconnected_at",
                    "close_reason", "messages_in", "messages_out", "heartbeats")
 FLUSH_INTERVAL = 0.5
-
+#: Session events kept in memory while the database is unreachable; beyond it the
+#: oldest are dropped (counted in ``SessionRecorder.dropped`` and logged).
+MAX_PENDING = 100_000
 
 @dataclass(eq=False, slots=True)
 class SessionInfo:
@@ -57,6 +60,14 @@ class SessionInfo:
     row_id: int | None = None
     rolled: bool = False  # its messages are in the usage rollups
 
+    def __post_init__(self) -> None:
+        # Cleaned at the door, the same on every database: text from the client loses
+        # what PostgreSQL cannot store (NUL) and other control characters, and is cut to
+        # its column's length.
+        self.remote_addr = storable_text(self.remote_addr, 64)
+        self.user_agent = storable_text(self.user_agent, 255)
+        self.client_version = storable_text(self.client_version, 32)
+
 
 class SessionRecorder:
     """Batches session writes off the event loop's critical path."""
@@ -71,6 +82,9 @@ class SessionRecorder:
         self._peaks: dict[str, int] = {}  # key -> most live at once since the last write
         self._task: asyncio.Task[None] | None = None
         self._recovered = False
+        self._outage = 0  # failed attempts in a row while the database is unreachable
+        #: Session events dropped so far: rows the database refused, or backlog overflow.
+        self.dropped = 0
         self._executor = ThreadPoolExecutor(max_workers=1,
                                             thread_name_prefix="peerhub-sessions")
         atexit.register(self.flush_sync)
@@ -83,6 +97,8 @@ class SessionRecorder:
         if live > self._peaks.get(info.api_key, 0):
             self._peaks[info.api_key] = live
         metrics.get_metrics().connected(info.api_key)
+        if self.pending > MAX_PENDING:
+            self._bound_backlog()
         self._ensure_task()
 
     def wake(self) -> None:
@@ -102,6 +118,8 @@ class SessionRecorder:
                 del self._live_per_key[info.api_key]
         self._closed.append(info)
         metrics.get_metrics().session_ended(info)
+        if self.pending > MAX_PENDING:
+            self._bound_backlog()
 
     def live_sessions(self) -> list[SessionInfo]:
         """The sessions open in this process now (a copy)."""
@@ -143,9 +161,19 @@ class SessionRecorder:
             return 0
 
     def write(self, touch: bool = False) -> None:
-        """Write what is pending (synchronously); with ``touch``, refresh live rows."""
+        """Write what is pending (synchronously); with ``touch``, refresh live rows.
+
+        The whole batch is one transaction. If the database refuses it, the batch is
+        written again one row at a time, each in a savepoint: a row the database cannot
+        store (``DataError``, ``IntegrityError``) is dropped, counted in ``dropped`` and
+        logged in one line for the whole batch, and every other row is stored. Any other
+        database error (unreachable, locked, read-only) keeps the batch for the next
+        attempt (bounded by ``MAX_PENDING``); the outage is logged once when it starts
+        and once when it ends.
+        """
         opened, self._opened = self._opened, []
         closed, self._closed = self._closed, []
+        hits = metrics.take_pending()
         # A session that opened and closed since the last write is in both lists and has
         # no row yet: its INSERT carries its end. Only rows written earlier need UPDATE.
         ended = [i for i in closed if i.row_id is not None]
@@ -159,22 +187,96 @@ class SessionRecorder:
                 self._insert(opened)
                 self._finish(ended)
                 rolled = self._roll_up(opened, ended, peaks)
-                self._write_limit_hits()
+                self._write_limit_hits(hits)
                 if touch:
                     self._touch(list(self._live))
-        except DatabaseError:
-            logger.exception("could not write %d session events; will retry",
-                             len(opened) + len(closed))
+        except (DataError, IntegrityError):
+            # Some row is one the database will not take: find it, store the others.
             for info in opened:
                 info.row_id = None  # the transaction was rolled back
-            self._opened[:0] = opened
-            self._closed[:0] = closed
-            for key, n in peaks.items():
-                self._peaks[key] = max(self._peaks.get(key, 0), n)
-            connection.close()  # a fresh connection next time
+            try:
+                rolled = self._write_rows_one_by_one(opened, ended, hits, touch, peaks)
+            except DatabaseError as exc:
+                self._keep_for_later(opened, closed, hits, exc, peaks)
+                return
+        except DatabaseError as exc:  # the database is unreachable, locked, read-only...
+            self._keep_for_later(opened, closed, hits, exc, peaks)
             return
         for info in rolled:
             info.rolled = True
+        self._recovered = True
+        if self._outage:
+            logger.warning("session writes work again after %d failed attempts",
+                           self._outage)
+            self._outage = 0
+
+    def _keep_for_later(self, opened: list[SessionInfo], closed: list[SessionInfo],
+                        hits: Counter[tuple[str, str]], exc: DatabaseError,
+                        peaks: dict[str, int]) -> None:
+        """Put a batch back after a database outage; beyond MAX_PENDING drop the oldest."""
+        for info in opened:
+            info.row_id = None  # the transaction was rolled back
+        connection.close()  # a fresh connection next time
+        if not self._outage:
+            logger.warning("cannot write session events (%s); keeping them and retrying",
+                           _first_line(exc))
+        self._outage += 1
+        self._opened[:0] = opened
+        self._closed[:0] = closed
+        metrics.get_metrics().pending_hits.update(hits)
+        for key, n in peaks.items():
+            self._peaks[key] = max(self._peaks.get(key, 0), n)
+        self._bound_backlog()
+
+    def _bound_backlog(self) -> None:
+        excess = self.pending - MAX_PENDING
+        if excess <= 0:
+            return
+        from_closed = min(excess, len(self._closed))
+        del self._closed[:from_closed]
+        del self._opened[:excess - from_closed]
+        self.dropped += excess
+        logger.warning("session backlog over %d events: dropped the %d oldest",
+                       MAX_PENDING, excess)
+
+    def _write_rows_one_by_one(self, opened: list[SessionInfo], ended: list[SessionInfo],
+                               hits: Counter[tuple[str, str]], touch: bool,
+                               peaks: dict[str, int]) -> list[SessionInfo]:
+        """Write each row in its own savepoint; count and log (once) the refused ones.
+
+        Return the sessions whose messages went into the usage rollups (those stored)."""
+        rolled: list[SessionInfo] = []
+        refused: list[str] = []
+
+        def attempt(what: str, write: Any, *args: Any) -> None:
+            try:
+                with transaction.atomic():
+                    write(*args)
+            except (DataError, IntegrityError) as exc:  # this row; others propagate
+                refused.append(f"{what[:80]}: {_first_line(exc)}")
+
+        with transaction.atomic():
+            attempt("recovery", self._recover_once)
+            for info in opened:
+                attempt(f"session {info.peer_id!r}", self._insert, [info])
+            for info in ended:
+                attempt(f"end of session {info.peer_id!r}", self._finish, [info])
+            for hit, count in hits.items():
+                attempt(f"limit hit {hit!r}", self._write_limit_hits, Counter({hit: count}))
+            if touch:
+                for info in list(self._live):
+                    attempt(f"refresh of session {info.peer_id!r}", self._touch, [info])
+            stored = [i for i in opened if i.row_id is not None]
+
+            def roll() -> None:
+                rolled.extend(self._roll_up(stored, ended, peaks))
+
+            attempt("usage rollups", roll)
+        if refused:
+            self.dropped += len(refused)
+            logger.error("the database refused %d of this batch's rows; dropped them, "
+                         "stored the rest (first: %s)", len(refused), refused[0])
+        return rolled
 
     def _roll_up(self, opened: list[SessionInfo], ended: list[SessionInfo],
                  peaks: dict[str, int]) -> list[SessionInfo]:
@@ -203,25 +305,6 @@ class SessionRecorder:
         rollup.add(deltas)
         return rolled
 
-    def flush_sync(self) -> None:
-        """Write everything pending now (at exit); live sessions are closed first."""
-        for info in list(self._live):
-            self.closed(info, "server stopped")
-        if self.pending:
-            self.write()
-
-    def _recover_once(self) -> None:
-        from signalling.models import PeerSession
-
-        if self._recovered:
-            return
-        self._recovered = True
-        stale = PeerSession.objects.filter(node=self.node, disconnected_at__isnull=True)
-        self._roll_up_stale(stale)
-        count = stale.update(disconnected_at=timezone.now(), close_reason="node restarted")
-        if count:
-            logger.warning("closed %d sessions this node left open", count)
-
     def _roll_up_stale(self, stale: Any) -> None:
         """Add the messages of sessions a crash left open to the rollups."""
         from signalling import rollup
@@ -235,6 +318,24 @@ class SessionRecorder:
             d.messages_out += r["messages_out"]
             d.heartbeats += r["heartbeats"]
         rollup.add(deltas)
+
+    def flush_sync(self) -> None:
+        """Write everything pending now (at exit); live sessions are closed first."""
+        for info in list(self._live):
+            self.closed(info, "server stopped")
+        if self.pending:
+            self.write()
+
+    def _recover_once(self) -> None:
+        from signalling.models import PeerSession
+
+        if self._recovered:  # set by write() once the transaction is committed
+            return
+        stale = PeerSession.objects.filter(node=self.node, disconnected_at__isnull=True)
+        self._roll_up_stale(stale)
+        count = stale.update(disconnected_at=timezone.now(), close_reason="node restarted")
+        if count:
+            logger.warning("closed %d sessions this node left open", count)
 
     def _insert(self, infos: list[SessionInfo]) -> None:
         """Insert rows for ``infos`` (ended ones complete) and remember their ids.
@@ -302,13 +403,13 @@ class SessionRecorder:
         with connection.cursor() as cursor:
             cursor.executemany(sql.format(table=table), rows)
 
-    def _write_limit_hits(self) -> None:
+    def _write_limit_hits(self, hits: Counter[tuple[str, str]]) -> None:
         from django.db.models import F
 
         from signalling.models import LimitHit
 
         now = timezone.now()
-        for (api_key, limit), count in metrics.take_pending().items():
+        for (api_key, limit), count in hits.items():
             row, _ = LimitHit.objects.get_or_create(api_key=api_key[:64], limit=limit)
             LimitHit.objects.filter(pk=row.pk).update(count=F("count") + count, last_at=now)
 
@@ -319,6 +420,12 @@ class SessionRecorder:
             "heartbeats = %s WHERE id = %s",
             [(now, i.messages_in, i.messages_out, i.heartbeats, i.row_id)
              for i in infos if i.row_id])
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line, short, for a one-line log entry."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
 
 
 def _db_time(value: datetime | None) -> Any:

@@ -15,7 +15,8 @@ from apikeys.models import ApiKey
 pytestmark = pytest.mark.django_db
 
 FORM = {"name": "shop", "key": "shop-key", "active": "on", "concurrent_limit": "5",
-        "rate_limit": "0", "queue_limit": "0", "allowed_origins": "", "stun_urls": "",
+        "rate_limit": "0", "rate_burst": "0", "queue_limit": "0", "allowed_origins": "",
+        "stun_urls": "", "previous_secret_expires_0": "", "previous_secret_expires_1": "",
         "notes": ""}
 
 
@@ -37,7 +38,9 @@ def test_admin_changes_are_recorded_with_user_and_address(admin_client: Client,
     key = ApiKey.objects.get(key="shop-key")
     admin_client.post(f"/admin/apikeys/apikey/{key.pk}/change/",
                       {**FORM, "concurrent_limit": "9"}, REMOTE_ADDR="192.0.2.11")
-    post_action(admin_client, "deactivate_keys", key)
+    response = admin_client.post("/admin/apikeys/apikey/", {
+        "action": "deactivate_keys", "_selected_action": [key.pk], "confirm": "yes"})
+    assert response.status_code == 302
     post_action(admin_client, "activate_keys", key)
     post_action(admin_client, "rotate_signing_secret", key)
     rows = entries(key)
