@@ -6,6 +6,7 @@ import asyncio
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -13,8 +14,10 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.conftest import missing
 from tests.servers import LiveServer, manage
-from tests.wsclient import closed_with, open_socket, recv, send
+from tests.services import REDIS_URL, redis_reachable
+from tests.wsclient import closed_with, join, open_socket, recv, send
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -67,6 +70,8 @@ async def test_metrics_match_a_known_load(
             await send(b, type="HEARTBEAT")
         for _ in range(9):
             await recv(b)
+        for _ in range(2):  # queued for a peer that is not connected
+            await send(c, type="OFFER", dst="not-here-yet", payload={})
         # K refusals: one over the key's limit, one bad origin, two unknown keys.
         over = await open_socket(server, "m3", key="metered", **origin)
         assert (await recv(over))["type"] == "ERROR"
@@ -85,7 +90,6 @@ async def test_metrics_match_a_known_load(
         s = await asyncio.to_thread(wait_for, server, settled)
         assert value(s, "peerhub_live_peers", key="metered") == 3
         assert value(s, "peerhub_connects_total", key="metered") == 3
-        assert value(s, "peerhub_messages_received_total", key="metered", type="OFFER") == 5
         assert value(s, "peerhub_messages_received_total", key="metered",
                      type="CANDIDATE") == 4
         assert value(s, "peerhub_messages_received_total", key="metered",
@@ -96,7 +100,8 @@ async def test_metrics_match_a_known_load(
         node = next(dict(labels)["node"] for (name, labels) in s
                     if name == "peerhub_open_sockets")
         assert value(s, "peerhub_open_sockets", node=node, transport="websocket") == 3
-        assert value(s, "peerhub_offline_queue_messages", node=node) == 0
+        assert value(s, "peerhub_offline_queue_messages", node=node) == 2
+        assert value(s, "peerhub_messages_received_total", key="metered", type="OFFER") == 7
         assert (("peerhub_event_loop_lag_seconds", (("node", node),)) in s)
         assert value(s, "peerhub_build_info", node=node, version=_version()) == 1
         assert any(name == "process_resident_memory_bytes" for name, _ in s)
@@ -107,12 +112,27 @@ async def test_metrics_match_a_known_load(
         s = await asyncio.to_thread(
             wait_for, server, lambda s: value(s, "peerhub_live_peers", key="metered") == 0)
         assert value(s, "peerhub_live_peers", key="metered") == 0
-        assert value(s, "peerhub_messages_received_total", key="metered", type="OFFER") == 5
+        assert value(s, "peerhub_messages_received_total", key="metered", type="OFFER") == 7
         assert value(s, "peerhub_connects_total", key="metered") == 3
         # The refusal lines name the key, the reason and the address.
         log = server.log()
         assert "reason='origin' address=127.0.0.1" in log
         assert "key='metered' reason='concurrent'" in log
+
+
+async def test_cluster_mode_reports_redis_round_trip(
+        start_server: Callable[..., AbstractContextManager[LiveServer]]) -> None:
+    if not redis_reachable():
+        missing("Redis is not reachable at 127.0.0.1:6379")
+    with start_server(REDIS_URL=REDIS_URL, REDIS_PREFIX=f"ops-metrics-{uuid.uuid4().hex[:8]}"
+                      ) as server:
+        ws = await join(server, "r1")
+        s = await asyncio.to_thread(scrape, server)
+        await ws.close()
+    node = next(dict(labels)["node"] for (name, labels) in s if name == "peerhub_redis_up")
+    assert value(s, "peerhub_redis_up", node=node) == 1
+    assert 0 < value(s, "peerhub_redis_rtt_seconds", node=node) < 5
+    assert value(s, "peerhub_live_peers", key="peerjs") == 1
 
 
 def _version() -> str:
