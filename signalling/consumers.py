@@ -22,7 +22,7 @@ from signalling.decisions import Claim
 from signalling.errors import ClusterUnavailable
 from signalling.hub import Limits
 from signalling.keywatch import ensure_key_watcher
-from signalling.metrics import INVALID_KEY, ORIGIN, limit_hit
+from signalling.metrics import INVALID_KEY, ORIGIN, client_address, limit_hit
 from signalling.ratelimit import TokenBucket
 from signalling.runtime import get_hub, get_ip_guard
 from signalling.sessions import SessionInfo, get_recorder
@@ -123,14 +123,16 @@ class PeerConsumer(AsyncConsumer):
         self.key, self.peer_id, self.token = params.key, params.id, params.token
         self.client_version = params.version or ""
         if not p.is_acceptable_id(params.id):
-            logger.info("refused websocket: invalid id %r", params.id[:80])
+            logger.info("refused a client: key=%r reason='invalid id' address=%s (id %r)",
+                        params.key[:64], client_address(self.scope), params.id[:80],
+                        extra={"api_key": params.key[:64], "reason": "invalid id",
+                               "address": client_address(self.scope)})
             await self.shut(p.error_frame(p.Errors.INVALID_ID), CLOSE_POLICY, "invalid id")
             return False
         tenant = await get_tenant(params.key)
         if tenant is None:
             # Not counted under the key asked for: any string can be asked for.
-            logger.info("refused websocket: unknown or inactive key %r", params.key[:64])
-            limit_hit("", INVALID_KEY, self.scope)
+            limit_hit("", INVALID_KEY, self.scope, asked=params.key)
             await self.shut(p.INVALID_KEY_FRAME, CLOSE_POLICY)
             return False
         if not tenant.accepts_token(self.peer_id, self.token, time.time()):
@@ -149,7 +151,10 @@ class PeerConsumer(AsyncConsumer):
             claim = await hub.register(self, Limits(self.cfg.concurrent_limit,
                                                     tenant.concurrent_limit))
         except ClusterUnavailable:
-            logger.error("refused a peer: the cluster directory is unreachable")
+            logger.error("refused a client: key=%r reason='cluster unavailable' address=%s",
+                         tenant.key, client_address(self.scope),
+                         extra={"api_key": tenant.key, "reason": "cluster unavailable",
+                                "address": client_address(self.scope)})
             await self.shut(p.error_frame(p.Errors.CLUSTER_UNAVAILABLE), CLOSE_INTERNAL)
             return False
         if claim is Claim.TAKEN:

@@ -217,7 +217,8 @@ class Request:
         """
         tenant = await get_tenant(self.route.key)
         if tenant is None:
-            limit_hit("", INVALID_KEY, self.scope)  # counted under no key: any can be asked
+            # Counted under no key (any string can be asked for); the log names it.
+            limit_hit("", INVALID_KEY, self.scope, asked=self.route.key)
         elif not tenant.allows_origin(self.origin):
             limit_hit(tenant.key, ORIGIN, self.scope)
             self.cors_allowed = False

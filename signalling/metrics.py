@@ -59,15 +59,21 @@ class Metrics:
 
     # --- counting (called once per event, never per relayed frame) -------------------
 
-    def limit_hit(self, api_key: str, reason: str, where: Any) -> None:
-        """Note that ``reason`` refused a client of ``api_key`` (from scope or address)."""
+    def limit_hit(self, api_key: str, reason: str, where: Any, asked: str | None = None
+                  ) -> None:
+        """Note that ``reason`` refused a client of ``api_key`` (from scope or address).
+
+        ``asked``: the key the client asked for when it is counted under none (an
+        unknown key), for the log line only.
+        """
         from signalling.sessions import get_recorder
 
         self.pending_hits[(api_key, reason)] += 1
         self.refusals[(api_key, reason)] += 1
         address = client_address(where)
-        logger.warning("refused a client: key=%r reason=%r address=%s", api_key, reason,
-                       address, extra={"api_key": api_key, "reason": reason,
+        named = api_key if asked is None else asked[:64]
+        logger.warning("refused a client: key=%r reason=%r address=%s", named, reason,
+                       address, extra={"api_key": named, "reason": reason,
                                        "address": address})
         get_recorder().wake()
 
@@ -144,9 +150,9 @@ def reset_metrics() -> None:
     _metrics = None
 
 
-def limit_hit(api_key: str, limit: str, where: Any) -> None:
+def limit_hit(api_key: str, limit: str, where: Any, asked: str | None = None) -> None:
     """Note that ``limit`` refused something for ``api_key`` (from scope or address)."""
-    get_metrics().limit_hit(api_key, limit, where)
+    get_metrics().limit_hit(api_key, limit, where, asked)
 
 
 def take_pending() -> Counter[tuple[str, str]]:

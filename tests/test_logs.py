@@ -36,7 +36,7 @@ async def test_json_log_lines_name_key_reason_and_address(
         assert {"time", "level", "logger", "message"} <= set(line)
     refusals = {(r["api_key"], r["reason"], r["address"]) for r in lines if "reason" in r}
     assert ("strict", "origin", "127.0.0.1") in refusals
-    assert ("", "invalid key", "127.0.0.1") in refusals
+    assert ("no-such-key", "invalid key", "127.0.0.1") in refusals
     # Everything Python logs is JSON; only the start-up print lines are not.
     others = [ln for ln in log.splitlines() if ln and not ln.startswith("{")]
     assert all(ln.startswith("peerhub") for ln in others), others
