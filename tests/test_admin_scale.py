@@ -29,7 +29,10 @@ raw = {r["api_key"]: [r["n"], r["m"], r["hb"]] for r in PeerSession.objects.orde
                                    hb=Sum("heartbeats"))}
 listed = {k.key: [k.session_count, k.message_count] for k in with_totals(ApiKey.objects.all())}
 rolled = {k: [t.sessions, t.messages, t.heartbeats] for k, t in key_totals().items()}
-print(json.dumps({"raw": raw, "listed": listed, "rolled": rolled}))
+from django.db.models import Max
+from signalling.models import UsageHour
+peaks = {r["api_key"]: r["p"] for r in UsageHour.objects.values("api_key").annotate(p=Max("peak_live"))}
+print(json.dumps({"raw": raw, "listed": listed, "rolled": rolled, "peaks": peaks}))
 """
 
 
@@ -53,6 +56,9 @@ async def test_rollup_totals_match_the_session_rows(start_server: StartServer,
     for key in ("roll-a", "roll-b"):
         assert listed[key] == raw[key][:2]
         assert rolled[key] == raw[key]
+    # Two roll-a peers were connected at once in every round (more if a round's closes
+    # were seen after the next round's opens), one roll-b peer.
+    assert 2 <= figures["peaks"]["roll-a"] <= 6 and 1 <= figures["peaks"]["roll-b"] <= 3
 
 
 CLOSED = ("from signalling.models import PeerSession as S; "
