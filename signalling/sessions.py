@@ -212,7 +212,7 @@ class SessionRecorder:
 
     def _keep_for_later(self, opened: list[SessionInfo], closed: list[SessionInfo],
                         hits: Counter[tuple[str, str]], exc: DatabaseError,
-                        peaks: dict[str, int]) -> None:
+                        peaks: dict[str, int] | None = None) -> None:
         """Put a batch back after a database outage; beyond MAX_PENDING drop the oldest."""
         for info in opened:
             info.row_id = None  # the transaction was rolled back
@@ -224,7 +224,7 @@ class SessionRecorder:
         self._opened[:0] = opened
         self._closed[:0] = closed
         metrics.get_metrics().pending_hits.update(hits)
-        for key, n in peaks.items():
+        for key, n in (peaks or {}).items():
             self._peaks[key] = max(self._peaks.get(key, 0), n)
         self._bound_backlog()
 
