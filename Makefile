@@ -13,10 +13,11 @@ run: setup
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -e ./client
 	touch $@
 
 test-setup: setup $(VENV)/.test-installed node_modules/.installed $(PEERJS_03)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import http_rows, scenarios, servers, slowdrip
+from bench import clientbench, http_rows, scenarios, servers, slowdrip
 from bench.cluster import ClusterSetup, run_cluster
 from bench.config import Sizes
 from bench.peers import Tally, close_all, open_peers
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 PEERHUB = "peerhub"
 PEERJS = "peerjs-server"
-PHASES = ("single", "capacity", "cluster", "slowdrip")
+PHASES = ("single", "capacity", "cluster", "slowdrip", "client")
 
 
 @dataclass
@@ -52,6 +52,7 @@ class Run:
     results: dict[str, Results] = field(
         default_factory=lambda: {PEERHUB: Results(), PEERJS: Results()})
     cluster: scenarios.ClusterResult | None = None
+    client: clientbench.ClientResult | None = None
     profile_dir: Path | None = None
     profile_summary: str = ""
     errors: list[str] = field(default_factory=list)
@@ -254,6 +255,11 @@ async def phase_slowdrip(run: Run) -> None:
 PhaseFn = Callable[[Run, ClusterSetup], Coroutine[Any, Any, None]]
 
 
+async def phase_client(run: Run) -> None:
+    """The Python client next to Chromium (bench/clientbench.py)."""
+    run.client = await clientbench.measure(run.workdir)
+
+
 async def run_phases(run: Run, phases: set[str], setup: ClusterSetup) -> None:
     """Run the chosen phases in order; a phase that breaks is noted and skipped."""
     table: dict[str, PhaseFn] = {
@@ -261,6 +267,7 @@ async def run_phases(run: Run, phases: set[str], setup: ClusterSetup) -> None:
         "capacity": lambda r, _: phase_capacity(r),
         "cluster": phase_cluster,
         "slowdrip": lambda r, _: phase_slowdrip(r),
+        "client": lambda r, _: phase_client(r),
     }
     for name in PHASES:
         if name not in phases:

@@ -6,7 +6,7 @@ import os
 import platform
 import subprocess
 
-from bench import http_rows, report, scenarios, servers, slowdrip, stats
+from bench import clientbench, http_rows, report, scenarios, servers, slowdrip, stats
 from bench.config import Sizes
 from bench.runs import PEERHUB, PEERJS, Results, Run
 
@@ -156,8 +156,12 @@ def tool_version(argv: list[str]) -> str:
 def print_report(run: Run, header: list[str], seconds: float) -> None:
     """Print the table and the notes under it."""
     headers = ["metric (median of repetitions)", PEERHUB, f"{PEERJS} 1.0.2", "peerhub / peerjs"]
-    print()
-    print(report.markdown_table(headers, rows(run)))
+    if run.client is None or run.cluster or any(r != Results() for r in run.results.values()):
+        print()
+        print(report.markdown_table(headers, rows(run)))
+    if run.client is not None:
+        print("\nThe Python client's data channels (client phase):\n")
+        print(clientbench.table(run.client))
     print()
     print("\n".join(header))
     print(f"- wall time of this run: {seconds:.0f} s")
