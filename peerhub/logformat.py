@@ -38,8 +38,11 @@ class JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         fields = record_fields(record)
-        if record.exc_info:
-            fields["exception"] = self.formatException(record.exc_info)
-        elif record.exc_text:
+        # exc_text first: the redacting filter has already formatted and cleaned it.
+        if record.exc_text:
             fields["exception"] = record.exc_text
+        elif record.exc_info:
+            fields["exception"] = self.formatException(record.exc_info)
+        if record.stack_info:
+            fields["stack"] = record.stack_info
         return orjson.dumps(fields, default=str).decode()

@@ -49,3 +49,16 @@ def test_json_lines_keep_tokens_redacted() -> None:
     line = json.loads(JsonFormatter().format(record))
     assert "SECRETTOK" not in json.dumps(line)
     assert line["message"] == "GET /k/id1/***/offer"
+
+
+def test_json_exceptions_keep_tokens_redacted() -> None:
+    try:
+        raise ValueError("bad request /k/id1/SECRETTOK/offer?token=SECRET2")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("x", logging.ERROR, "f", 1, "failed", None, sys.exc_info())
+    RedactTokensFilter().filter(record)
+    line = json.loads(JsonFormatter().format(record))
+    assert "ValueError" in line["exception"]
+    assert "SECRETTOK" not in line["exception"] and "SECRET2" not in line["exception"]
