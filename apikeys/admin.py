@@ -110,8 +110,9 @@ class ApiKeyAdmin(KeyAdminBase):
         if not limit:
             return f"{live:,}"
         if live >= limit:
-            return format_html('<strong class="peerhub-at-limit">{} / {}, at limit</strong>',
-                               f"{live:,}", f"{limit:,}")
+            return format_html('<strong class="peerhub-at-limit" style="color: '
+                               'var(--error-fg, #ba2121); white-space: nowrap">'
+                               '{} / {}, at limit</strong>', f"{live:,}", f"{limit:,}")
         return f"{live:,} / {limit:,}"
 
     @admin.display(description="sessions", ordering="session_count")
