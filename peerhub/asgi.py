@@ -25,6 +25,7 @@ from peerhub.proxy_asgi import ProxyHeaders  # noqa: E402
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
 from signalling.http_api import peerjs_http_app  # noqa: E402
+from signalling.metrics_http import METRICS_PATH, metrics_app  # noqa: E402
 
 #: The PeerJS socket's ASGI application. The edge runs it directly for ``{path}peerjs``:
 #: it has already matched the path, and each layer of routing is another coroutine frame
@@ -42,7 +43,11 @@ async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """The PeerJS routes as plain ASGI apps (no Django request cycle); Django otherwise."""
+    """``/metrics`` (exact path) to the Prometheus endpoint, the PeerJS routes as plain
+    ASGI apps (no Django request cycle); Django otherwise."""
+    if scope["path"] == METRICS_PATH:
+        await metrics_app(scope, receive, send)
+        return
     app = peerjs_http_app(scope["path"])
     await (django_http if app is None else app)(scope, receive, send)
 

@@ -152,8 +152,10 @@ def edge_routes() -> Routes:
     """
     from edge.routes import Routes
     from signalling.http_api import peerjs_http_app
+    from signalling.metrics_http import METRICS_PATH, metrics_app
 
     routes = Routes()
+    routes.add(METRICS_PATH, metrics_app)  # on the admin address too
     routes.add_resolver(peerjs_http_app)
     return routes
 
@@ -279,6 +281,9 @@ def open_listeners(backlog: int) -> tuple[socket.socket, socket.socket | None]:
 def main() -> None:
     """Run the edge and daphne in this process, or supervise ``WORKERS`` such processes
     sharing the port."""
+    from peerhub.startup import prepare
+
+    prepare(sys.argv[1:])  # --help, --version; every setting checked; exit 2 on a bad one
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peerhub.settings")
     workers = env_int("WORKERS", 1, minimum=1)
     if workers > 1:

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "channels",
     "apikeys",
     "signalling",
@@ -154,9 +155,11 @@ CACHES = {"default": (
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+                   "json": {"()": "peerhub.logformat.JsonFormatter"}},
     "filters": {"redact": {"()": "peerhub.logredact.RedactTokensFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             "formatter": env_str("LOG_FORMAT", "plain").lower(),
                              "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
@@ -190,3 +193,7 @@ PEERHUB_SEND_BUFFER_LIMIT = env_int("SEND_BUFFER_LIMIT", 2 * 1024 * 1024, minimu
 PEERHUB_LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 PEERHUB_LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 900, minimum=1)
 PEERHUB_KEY_WATCH_MS = env_int("KEY_WATCH_INTERVAL", 1500, minimum=100)
+#: Addresses and networks allowed to scrape ``/metrics`` on the public port.
+PEERHUB_METRICS_ALLOW = env_list("METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])
+#: Days closed peer sessions are kept; the serving process prunes older ones hourly.
+PEERHUB_SESSION_RETENTION_DAYS = env_int("SESSION_RETENTION_DAYS", 0, minimum=0)

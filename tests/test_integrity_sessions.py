@@ -42,7 +42,7 @@ def test_the_backlog_is_bounded_with_a_counted_drop(monkeypatch: pytest.MonkeyPa
     assert recorder.pending == 10 and recorder.dropped == 15
     assert recorder._opened == infos[15:]  # the oldest went
     recorder._opened.clear()
-    sessions.metrics.pending_hits.clear()
+    sessions.metrics.get_metrics().pending_hits.clear()
 
 
 async def refused_at_the_edge(server: LiveServer, peer_id: str) -> None:
