@@ -11,6 +11,7 @@ in-process tests (``WebsocketCommunicator``, ``HttpCommunicator``).
 from __future__ import annotations
 
 import os
+from collections.abc import Awaitable
 from typing import Any
 
 from django.core.asgi import get_asgi_application
@@ -27,10 +28,15 @@ from signalling.consumers import PeerConsumer  # noqa: E402
 from signalling.http_api import peerjs_http_app  # noqa: E402
 from signalling.metrics_http import METRICS_PATH, metrics_app  # noqa: E402
 
+
 #: The PeerJS socket's ASGI application. The edge runs it directly for ``{path}peerjs``:
 #: it has already matched the path, and each layer of routing is another coroutine frame
 #: kept alive for every connected peer.
-peer_socket_app = PeerConsumer.as_asgi()
+def peer_socket_app(scope: dict[str, Any], receive: Any, send: Any) -> Awaitable[None]:
+    """A new :class:`PeerConsumer` for one socket: its coroutine itself, not awaited
+    inside another (Channels' ``as_asgi()`` wrapper would keep one more frame alive per
+    peer)."""
+    return PeerConsumer()(scope, receive, send)
 
 
 async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:

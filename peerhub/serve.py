@@ -222,6 +222,9 @@ class EdgeRunner:
         from twisted.internet import defer, reactor
 
         tune_gc()  # once the application is loaded
+        loop = asyncio.get_event_loop()
+        print(f"peerhub: event loop {type(loop).__module__}.{type(loop).__name__}",
+              flush=True)
         self.edge = build_edge(self.django_socket)
         started = asyncio.ensure_future(self._serve(self.edge))
         started.add_done_callback(self._started)
@@ -283,6 +286,12 @@ def main() -> None:
     sharing the port."""
     from peerhub.startup import prepare
 
+    try:
+        # Before prepare(): its django.setup() imports daphne.server, which makes the
+        # reactor's event loop at import, from whatever loop policy is installed then.
+        use_uvloop()
+    except ImproperEnvironment:
+        pass  # a bad UVLOOP: prepare() names it and exits 2
     prepare(sys.argv[1:])  # --help, --version; every setting checked; exit 2 on a bad one
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peerhub.settings")
     workers = env_int("WORKERS", 1, minimum=1)
@@ -294,7 +303,6 @@ def main() -> None:
         except WorkersRefused as exc:
             print(f"peerhub: {exc}", file=sys.stderr, flush=True)
             sys.exit(2)
-    use_uvloop()
     try:
         tls = tls_context()
     except ImproperEnvironment as exc:

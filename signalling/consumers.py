@@ -78,21 +78,21 @@ class PeerConsumer(AsyncConsumer):
             await self.shut(p.error_frame(refused), CLOSE_POLICY)
             return
         try:
-            if await self._handshake():
-                await self._serve(receive)
+            if not await self._handshake():
+                return
+            # Served here rather than in a method of its own: each coroutine frame in
+            # this chain stays alive for as long as the peer is connected.
+            try:
+                await self._receive_loop(receive)
+            except asyncio.CancelledError:
+                self.close_reason = "server stopped"
+                raise
+            finally:
+                await get_hub().unregister(self)
+                if self.session is not None:
+                    get_recorder().closed(self.session, self.close_reason)
         finally:
             guard.release(ip)
-
-    async def _serve(self, receive: Any) -> None:
-        try:
-            await self._receive_loop(receive)
-        except asyncio.CancelledError:
-            self.close_reason = "server stopped"
-            raise
-        finally:
-            await get_hub().unregister(self)
-            if self.session is not None:
-                get_recorder().closed(self.session, self.close_reason)
 
     # --- Endpoint -------------------------------------------------------------------
 

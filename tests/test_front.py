@@ -213,6 +213,19 @@ async def id_is_free_again(server: LiveServer, peer_id: str) -> None:
 # --- the handshake and frames --------------------------------------------------------
 
 
+def test_the_server_runs_on_uvloop(edge_server: LiveServer) -> None:
+    # django.setup() imports daphne.server, which makes its loop at import: uvloop's
+    # policy must be installed before that, or the edge silently runs on asyncio's loop.
+    assert "peerhub: event loop uvloop.Loop" in edge_server.log()
+
+
+def test_uvloop_false_runs_on_asyncio(tmp_path: Path, template_db: Path) -> None:
+    with run_server(tmp_path, template_db, UVLOOP="false") as server:
+        log = server.log()
+    assert "peerhub: event loop asyncio" in log
+    assert "uvloop" not in log.split("peerhub: event loop", 1)[1].splitlines()[0]
+
+
 async def test_handshake_is_101_with_the_accept_value_and_then_open(
         edge_server: LiveServer) -> None:
     raw, headers = await raw_join(edge_server, uid())
