@@ -192,7 +192,13 @@ class PeerConsumer(AsyncConsumer):
         assert session is not None
         by_type = session.by_type
         relayed = p.RELAYED_TYPES
+        event: Any = None
+        data: Any = None
+        msg: p.ClientMessage | None = None
         while True:
+            # Nothing of the last frame stays referenced while this peer is idle
+            # (a heartbeat's event and text are about 170 bytes per peer).
+            event = data = msg = None
             event = await receive()
             if event["type"] != "websocket.receive":
                 return  # websocket.disconnect
