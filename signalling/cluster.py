@@ -27,9 +27,12 @@ from typing import Any
 
 import orjson
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from signalling import redis_scripts as lua
+from signalling.batcher import Batcher
 from signalling.decisions import Claim
 from signalling.errors import ClusterUnavailable
 from signalling.hub import Endpoint, Limits, LocalHub
@@ -49,7 +52,36 @@ logger = logging.getLogger(__name__)
 _SWEEP_BATCH = 500
 _SUBSCRIBE_WAIT = 5.0
 _REFRESH_BATCH = 500
-_SEP = "\x00"
+_CLAIM_BATCH = 500
+_POOL_SIZE = 64
+_POOL_WAIT = 5.0
+
+
+def redis_client(url: str, pool_size: int = _POOL_SIZE) -> aioredis.Redis:
+    """An asyncio Redis client whose callers wait for a free connection (never refused
+    while the pool is busy), with one quick retry for a connection that went stale."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=pool_size, timeout=_POOL_WAIT, decode_responses=True,
+        socket_timeout=5, socket_connect_timeout=2, health_check_interval=10,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1))
+    return aioredis.Redis(connection_pool=pool)
+
+
+def queue_item(src: str, frame: str) -> str:
+    """One offline-queue entry: a JSON array, so no id or payload can forge another."""
+    return orjson.dumps([src, frame]).decode()
+
+
+def parse_queue_item(item: str) -> tuple[str, str]:
+    """``(src, frame)`` of a :func:`queue_item` entry."""
+    src, frame = orjson.loads(item)
+    return str(src), str(frame)
+
+
+@dataclass(slots=True)
+class _ClaimRequest:
+    ep: Endpoint
+    limits: Limits
 
 
 @dataclass(slots=True)
@@ -75,11 +107,17 @@ class RedisHub(LocalHub):
         self._lease_ms = max(int(lease * 1000), 1000)
         self._queue_limit = queue_limit
         self._expire_ms = int(expire_timeout * 1000)
-        self._redis = aioredis.Redis.from_url(
-            redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2,
-            max_connections=64)
+        self._redis = redis_client(redis_url)
         self._scripts = {name: self._redis.register_script(getattr(lua, name))
-                         for name in ("CLAIM", "RELEASE", "REFRESH", "ENQUEUE", "DRAIN", "SWEEP")}
+                         for name in ("CLAIM_MANY", "RELEASE_MANY", "REFRESH", "ENQUEUE",
+                                      "DRAIN_MANY", "SWEEP")}
+        # Concurrent claims, releases and queue drains each go out as one script call.
+        self._claims: Batcher[_ClaimRequest, tuple[Claim, str]] = Batcher(
+            self._claim_batch, _CLAIM_BATCH, "claims", orphan=self._orphan_claim)
+        self._releases: Batcher[tuple[str, str, str], int] = Batcher(
+            self._release_batch, _CLAIM_BATCH, "releases")
+        self._drains: Batcher[tuple[str, str], list[str]] = Batcher(
+            self._drain_batch, _CLAIM_BATCH, "drains")
         self._outbox: list[_Outgoing] = []
         # (key, dst, local sender) -> when queued in Redis; if Redis loses its data
         # (a restart) these senders are told with EXPIRE instead of waiting in vain.
@@ -120,41 +158,66 @@ class RedisHub(LocalHub):
         except TimeoutError as exc:
             raise ClusterUnavailable("not subscribed to this node's channel") from exc
         try:
-            outcome, previous = await self._scripts["CLAIM"](
-                keys=[self.names.peer(ep.key, ep.peer_id), self.names.ids(ep.key)],
-                args=[self.node_id, ep.token, self._lease_ms, limits.key_limit, ep.peer_id])
+            claim, previous = await self._claims.submit(_ClaimRequest(ep, limits))
         except RedisError as exc:
             raise ClusterUnavailable(str(exc)) from exc
-        claim = Claim(outcome)
         if claim in (Claim.NEW, Claim.TAKEOVER):
             self._add_local(ep)
             if claim is Claim.TAKEOVER and previous != self.node_id:
                 await self._publish(previous, [["k", ep.key, ep.peer_id]])
         return claim
 
+    async def _claim_batch(self, batch: list[_ClaimRequest]) -> list[tuple[Claim, str]]:
+        keys: list[str] = []
+        args: list[Any] = [self.node_id, self._lease_ms]
+        for r in batch:
+            keys += [self.names.peer(r.ep.key, r.ep.peer_id), self.names.ids(r.ep.key)]
+            args += [r.ep.token, r.limits.key_limit, r.ep.peer_id]
+        flat = await self._scripts["CLAIM_MANY"](keys=keys, args=args)
+        return [(Claim(outcome), str(previous))
+                for outcome, previous in zip(flat[::2], flat[1::2], strict=True)]
+
+    def _orphan_claim(self, request: _ClaimRequest, result: tuple[Claim, str]) -> None:
+        """A claim whose caller went away (its socket closed meanwhile): give it back."""
+        if result[0] in (Claim.NEW, Claim.TAKEOVER):
+            asyncio.get_running_loop().create_task(self._release(request.ep))
+
     async def unregister(self, ep: Endpoint) -> bool:
         """Free the id locally and, if the lease is still ours, in Redis."""
         if not self._remove_local(ep):
             return False
-        try:
-            await self._scripts["RELEASE"](
-                keys=[self.names.peer(ep.key, ep.peer_id), self.names.ids(ep.key)],
-                args=[self._value(ep), ep.peer_id])
-        except RedisError as exc:
-            logger.warning("could not release %r in redis (%s); its lease will expire",
-                           ep.peer_id, exc)
+        await self._release(ep)
         return True
+
+    async def _release(self, ep: Endpoint) -> None:
+        try:
+            await self._releases.submit((ep.key, ep.peer_id, self._value(ep)))
+        except RedisError as exc:
+            logger.warning("could not release an id in redis (%s); its lease will expire",
+                           exc)
+
+    async def _release_batch(self, batch: list[tuple[str, str, str]]) -> list[int]:
+        keys: list[str] = []
+        args: list[str] = []
+        for key, peer_id, value in batch:
+            keys += [self.names.peer(key, peer_id), self.names.ids(key)]
+            args += [value, peer_id]
+        await self._scripts["RELEASE_MANY"](keys=keys, args=args)
+        return [1] * len(batch)
 
     async def flush_queue(self, ep: Endpoint) -> None:
         """Deliver what the cluster queued for ``ep`` while it was offline."""
         try:
-            items = await self._scripts["DRAIN"](
-                keys=[self.names.queue(ep.key, ep.peer_id), self.names.queue_clock()])
+            items = await self._drains.submit((ep.key, ep.peer_id))
         except RedisError as exc:
             logger.warning("could not read the offline queue (%s)", exc)
             return
         for item in items:
-            await ep.deliver(item.partition(_SEP)[2])
+            await ep.deliver(parse_queue_item(item)[1])
+
+    async def _drain_batch(self, batch: list[tuple[str, str]]) -> list[list[str]]:
+        keys = [self.names.queue_clock()] + [self.names.queue(k, d) for k, d in batch]
+        return [list(items) for items in await self._scripts["DRAIN_MANY"](keys=keys)]
 
     # --- lookups ----------------------------------------------------------------------
 
@@ -283,7 +346,7 @@ class RedisHub(LocalHub):
         await self._scripts["ENQUEUE"](
             keys=[self.names.queue(b.key, b.dst), self.names.queue_clock(),
                   self.names.sender(b.key, b.sender.peer_id)],
-            args=[f"{b.sender.peer_id}{_SEP}{b.frame}", b.sender.queue_limit or self._queue_limit,
+            args=[queue_item(b.sender.peer_id, b.frame), b.sender.queue_limit or self._queue_limit,
                   self._expire_ms * 3, self._sender_limit], client=pipe)
 
     async def _expire_senders(self, items: list[_Outgoing]) -> None:
@@ -411,7 +474,7 @@ class RedisHub(LocalHub):
                                             args=[self._expire_ms, _SWEEP_BATCH])
         for name, items in zip(flat[::2], flat[1::2], strict=True):
             key, dst = self.names.split_queue(name)
-            for sender in dict.fromkeys(item.partition(_SEP)[0] for item in items):
+            for sender in dict.fromkeys(parse_queue_item(item)[0] for item in items):
                 await self.send_to(key, sender, expire_frame(dst, sender))
 
     async def close_all(self, frame: str | None, code: int, reason: str) -> None:
