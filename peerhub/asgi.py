@@ -17,16 +17,18 @@ from django.conf import settings  # noqa: E402
 from peerhub import daphne_compat  # noqa: E402
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
-from signalling.runtime import get_hub  # noqa: E402
+from signalling.health import ROUTES as HEALTH_ROUTES  # noqa: E402
+from signalling.node import get_node  # noqa: E402
 
 
-async def _close_all_sockets() -> None:
-    await get_hub().close_all(None, 1001, "server stopped")
+async def drain() -> None:
+    """Drain this node (stop admitting, close its peers over DRAIN_WINDOW); idempotent."""
+    await get_node().drain()
 
 
 daphne_compat.install(settings.PEERHUB_SEND_BUFFER_LIMIT)
 if "twisted.internet.reactor" in sys.modules:  # running under daphne
-    daphne_compat.on_shutdown(_close_all_sockets)
+    daphne_compat.on_shutdown(drain)
 #: The PeerJS socket's ASGI application. The websocket front (``peerhub.front``) runs it
 #: directly for ``{path}peerjs``: it has already matched the path, and each layer of
 #: routing is another coroutine frame kept alive for every connected peer.
@@ -42,4 +44,13 @@ async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "websocket.close", "code": 1008})
 
 
-application = ProtocolTypeRouter({"http": django_http, "websocket": websocket_app})
+async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """``GET /healthz`` and ``/readyz`` (signalling.health), everything else to Django."""
+    health = HEALTH_ROUTES.get(scope["path"])
+    if health is not None and scope["method"] in ("GET", "HEAD"):
+        await health(scope, receive, send)
+        return
+    await django_http(scope, receive, send)
+
+
+application = ProtocolTypeRouter({"http": http_app, "websocket": websocket_app})

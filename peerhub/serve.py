@@ -157,8 +157,14 @@ def server_with_front(sock: socket.socket, backlog: int) -> type:
             self.front_started = asyncio.ensure_future(front.start(sock, backlog))
             self.front_started.add_done_callback(self._front_start_done)
 
+            async def drain_then_shutdown() -> None:
+                from peerhub.asgi import drain
+
+                await drain()  # the peers leave over DRAIN_WINDOW first
+                await front.shutdown()
+
             def stop() -> defer.Deferred[None]:
-                return defer.Deferred.fromFuture(asyncio.ensure_future(front.shutdown()))
+                return defer.Deferred.fromFuture(asyncio.ensure_future(drain_then_shutdown()))
 
             reactor.addSystemEventTrigger("before", "shutdown", stop)  # type: ignore[arg-type]
 

@@ -23,6 +23,7 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -34,7 +35,7 @@ from redis.exceptions import RedisError
 from signalling import redis_scripts as lua
 from signalling.batcher import Batcher
 from signalling.decisions import Claim
-from signalling.errors import ClusterUnavailable
+from signalling.errors import ClusterUnavailable, NodeDraining
 from signalling.hub import Endpoint, Limits, LocalHub
 from signalling.names import Names
 from signalling.protocol import (
@@ -102,6 +103,8 @@ class RedisHub(LocalHub):
         super().__init__(queue_limit, expire_timeout, cleanup_interval, sender_queue_limit)
         self._sender_limit = sender_queue_limit
         self.node_id = f"{node_name.replace('|', '_')}-{uuid.uuid4().hex[:8]}"
+        self.node_name = node_name
+        self._started_at = time.time()
         self.names = Names(prefix)
         self._url = redis_url
         self._lease_ms = max(int(lease * 1000), 1000)
@@ -139,7 +142,48 @@ class RedisHub(LocalHub):
             ("peerhub-listen", self._listen_forever()),
             ("peerhub-refresh", self._refresh_forever()),
             ("peerhub-sweep", self._sweep_forever()),
+            ("peerhub-presence", self._presence_forever()),
         )]
+
+    @property
+    def subscribed(self) -> bool:
+        """True while this node's channel subscription is confirmed by Redis."""
+        return self._subscribed.is_set()
+
+    def start(self) -> None:
+        """Start the background tasks now (they also start on first use)."""
+        self._ensure_sweeper()
+
+    async def stop(self) -> None:
+        """Stop admitting, end the background tasks, withdraw this node's presence."""
+        self.accepting = False
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.delete(self.names.alive(self.node_id))
+            pipe.hdel(self.names.nodes(), self.node_id)
+            await pipe.execute()
+        except RedisError as exc:
+            logger.warning("could not withdraw this node's presence (%s)", exc)
+        await self._redis.aclose()
+
+    async def wait_subscribed(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for this node's subscription; tell if it is."""
+        try:
+            await asyncio.wait_for(self._subscribed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def ping(self) -> bool:
+        """Tell whether Redis answers now."""
+        try:
+            return bool(await self._redis.ping())
+        except RedisError:
+            return False
 
     # --- registration -----------------------------------------------------------------
 
@@ -149,6 +193,8 @@ class RedisHub(LocalHub):
     async def register(self, ep: Endpoint, limits: Limits) -> Claim:
         """Claim the id cluster-wide; the server limit counts this node's peers."""
         self._ensure_sweeper()
+        if not self.accepting:
+            raise NodeDraining("this node is draining")
         local = self._peers.get((ep.key, ep.peer_id))
         if local is None and len(self._peers) >= limits.server_limit:
             return Claim.LIMIT
@@ -226,13 +272,19 @@ class RedisHub(LocalHub):
         local = self._peers.get((key, peer_id))
         if local is not None:
             return local.token
-        value = await self._redis.get(self.names.peer(key, peer_id))
+        try:
+            value = await self._redis.get(self.names.peer(key, peer_id))
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc)) from exc
         return None if value is None else str(value).partition("|")[2]
 
     async def peer_ids(self, key: str) -> list[str]:
         """Every id registered under ``key`` on any node."""
-        now_ms = int((await self._redis.time())[0]) * 1000
-        ids = await self._redis.zrangebyscore(self.names.ids(key), now_ms, "+inf")
+        try:
+            now_ms = int((await self._redis.time())[0]) * 1000
+            ids = await self._redis.zrangebyscore(self.names.ids(key), now_ms, "+inf")
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc)) from exc
         return [str(i) for i in ids]
 
     def keys_online(self) -> dict[str, int]:
@@ -455,6 +507,70 @@ class RedisHub(LocalHub):
         logger.warning("id %r was claimed elsewhere while redis was away", ep.peer_id)
         if self._remove_local(ep):
             await ep.shut(ID_TAKEN_FRAME, 1008, "id taken during redis outage")
+
+    # --- presence: finding nodes that died --------------------------------------------
+
+    async def _presence_forever(self) -> None:
+        """Announce this node every sixth of the lease; close the sessions of nodes whose
+        presence ran out (half a lease without a beat), so a dead node's rows end within
+        ALIVE_TIMEOUT whether or not it returns."""
+        period = self._lease_ms / 6000
+        while True:
+            try:
+                await self._announce()
+                await self._reap_lost()
+            except RedisError as exc:
+                logger.error("could not renew this node's presence (%s)", exc)
+            await asyncio.sleep(period)
+
+    async def _announce(self) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(self.names.alive(self.node_id), "1", px=self._lease_ms // 2)
+        pipe.hset(self.names.nodes(), self.node_id, orjson.dumps(
+            {"name": self.node_name, "started": self._started_at}).decode())
+        await pipe.execute()
+
+    async def _reap_lost(self) -> None:
+        nodes: dict[str, Any] = {str(nid): orjson.loads(v) for nid, v in
+                 (await self._redis.hgetall(self.names.nodes())).items()}
+        others = [nid for nid in nodes if nid != self.node_id]
+        if not others:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for nid in others:
+            pipe.exists(self.names.alive(nid))
+        alive = dict(zip(others, await pipe.execute(), strict=True))
+        for nid in others:
+            if alive[nid]:
+                continue
+            # One survivor, once: the lock outlives the check period by far.
+            if not await self._redis.set(self.names.reaping(nid), self.node_id, nx=True,
+                                         px=max(self._lease_ms * 10, 60_000)):
+                continue
+            await self._reap(nid, nodes)
+
+    async def _reap(self, node_id: str, nodes: dict[str, Any]) -> None:
+        from asgiref.sync import sync_to_async
+        from django.db import DatabaseError
+
+        from signalling.lost import close_lost_sessions
+
+        dead = nodes[node_id]
+        name, started = str(dead["name"]), float(dead["started"])
+        later = [float(n["started"]) for nid, n in nodes.items()
+                 if nid != node_id and n["name"] == name and float(n["started"]) > started]
+        since = datetime.fromtimestamp(started - 1, UTC)
+        until = datetime.fromtimestamp(min(later), UTC) if later else None
+        try:
+            await sync_to_async(close_lost_sessions, thread_sensitive=False)(
+                name, since, until)
+        except DatabaseError as exc:
+            logger.error("could not close the sessions of lost node %s (%s); will retry",
+                         node_id, exc)
+            await self._redis.delete(self.names.reaping(node_id))
+            return
+        logger.warning("node %s is lost; its sessions are closed", node_id)
+        await self._redis.hdel(self.names.nodes(), node_id)
 
     # --- expiry -----------------------------------------------------------------------
 

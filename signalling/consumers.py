@@ -14,12 +14,13 @@ import time
 from typing import Any
 
 from channels.consumer import AsyncConsumer
+from django.db import DatabaseError
 
 from apikeys.tenants import Tenant, get_tenant
 from signalling import protocol as p
 from signalling.config import ServerConfig, get_config
 from signalling.decisions import Claim
-from signalling.errors import ClusterUnavailable
+from signalling.errors import ClusterUnavailable, NodeDraining
 from signalling.hub import Limits
 from signalling.keywatch import ensure_key_watcher
 from signalling.metrics import limit_hit
@@ -123,7 +124,12 @@ class PeerConsumer(AsyncConsumer):
             return False
         self.key, self.peer_id, self.token = params.key, params.id, params.token
         self.client_version = params.version or ""
-        tenant = await get_tenant(params.key)
+        try:
+            tenant = await get_tenant(params.key)
+        except DatabaseError:
+            logger.error("refused a peer: the database is unreachable")
+            await self.shut(p.error_frame(p.Errors.CLUSTER_UNAVAILABLE), CLOSE_INTERNAL)
+            return False
         if tenant is None:
             logger.info("refused websocket: unknown or inactive key")
             await self.shut(p.INVALID_KEY_FRAME, CLOSE_POLICY)
@@ -144,6 +150,10 @@ class PeerConsumer(AsyncConsumer):
         try:
             claim = await hub.register(self, Limits(self.cfg.concurrent_limit,
                                                     tenant.concurrent_limit))
+        except NodeDraining:
+            await self.shut(p.error_frame(p.Errors.CLUSTER_UNAVAILABLE), CLOSE_GOING_AWAY,
+                            "server draining")
+            return False
         except ClusterUnavailable:
             logger.error("refused a peer: the cluster directory is unreachable")
             await self.shut(p.error_frame(p.Errors.CLUSTER_UNAVAILABLE), CLOSE_INTERNAL)
