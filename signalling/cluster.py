@@ -54,6 +54,7 @@ _SWEEP_BATCH = 500
 _SUBSCRIBE_WAIT = 5.0
 _REFRESH_BATCH = 500
 _CLAIM_BATCH = 500
+_MAX_REROUTES = 50
 _POOL_SIZE = 64
 _POOL_WAIT = 5.0
 
@@ -92,6 +93,7 @@ class _Outgoing:
     dst: str
     frame: str
     queueable: bool
+    attempts: int = 0  # times it was routed again (its destination was moving)
 
 
 class RedisHub(LocalHub):
@@ -360,6 +362,11 @@ class RedisHub(LocalHub):
         offline: list[_Outgoing] = []
         for b in batch:
             node = where.get((b.key, b.dst))
+            if node == self.node_id:
+                here = self._peers.get((b.key, b.dst))
+                if here is not None:  # it registered here since the message was posted
+                    await here.deliver(b.frame)
+                    continue
             if node is None or node == self.node_id:
                 if b.queueable:
                     offline.append(b)
@@ -381,6 +388,13 @@ class RedisHub(LocalHub):
             if outcome == 1 and b.sender.token:  # a local peer, not a stand-in
                 self._queued_by_us[(b.key, b.dst, b.sender.peer_id)] = now
         failed += [b for b, outcome in queued if outcome == 0]
+        for b, outcome in queued:
+            if outcome == 2:  # the destination came online meanwhile: route it again
+                if b.attempts >= _MAX_REROUTES:
+                    failed.append(b)
+                else:
+                    b.attempts += 1
+                    self._post(b)
         await self._expire_senders(failed)
         for b in {id(b.sender): b for b, outcome in queued if outcome == -1}.values():
             await self.refuse_sender(b.sender)
@@ -397,7 +411,7 @@ class RedisHub(LocalHub):
     async def _enqueue_cmd(self, pipe: Any, b: _Outgoing) -> None:
         await self._scripts["ENQUEUE"](
             keys=[self.names.queue(b.key, b.dst), self.names.queue_clock(),
-                  self.names.sender(b.key, b.sender.peer_id)],
+                  self.names.sender(b.key, b.sender.peer_id), self.names.peer(b.key, b.dst)],
             args=[queue_item(b.sender.peer_id, b.frame), b.sender.queue_limit or self._queue_limit,
                   self._expire_ms * 3, self._sender_limit], client=pipe)
 

@@ -97,6 +97,7 @@ class Node:
         """Start draining (idempotent); the task ends when every peer is closed."""
         if self._drain is None:
             self.draining = True
+            self.hub.accepting = False
             self._drain = asyncio.get_running_loop().create_task(
                 self._drain_peers(), name="peerhub-drain")
         return self._drain

@@ -125,10 +125,14 @@ end
 return lost
 """
 
-# KEYS: queue, qclock, sender counter.  ARGV: item, limit, keep_ms, sender_limit.
-# Returns 1 if queued, 0 if the destination's queue is full, -1 if the sender has queued
-# too much within the last keep_ms (the counter is a sliding approximation).
+# KEYS: queue, qclock, sender counter, destination's lease.  ARGV: item, limit, keep_ms,
+# sender_limit.  Returns 1 if queued, 0 if the destination's queue is full, -1 if the
+# sender has queued too much within the last keep_ms (the counter is a sliding
+# approximation), 2 if the destination holds a lease now (it came online since it was
+# looked up: the caller routes the message again instead of queueing it where the
+# destination, which already took its queue, would never look).
 ENQUEUE = NOW + """
+if redis.call('EXISTS', KEYS[4]) == 1 then return 2 end
 local n = redis.call('LLEN', KEYS[1])
 if n >= tonumber(ARGV[2]) then return 0 end
 local sender_limit = tonumber(ARGV[4])

@@ -1,0 +1,43 @@
+"""HTTP 503, never 500, when Redis or the database cannot be reached.
+
+Hub look-ups raise :class:`~signalling.errors.ClusterUnavailable` when Redis is away, and
+the ORM raises ``DatabaseError`` when the database is; this middleware turns either into
+``503 Service Unavailable`` with ``Retry-After`` and the PeerJS-style text the websocket
+sends ("Server is temporarily unavailable"), instead of a traceback and a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import DatabaseError
+from django.http import HttpRequest, HttpResponse
+from django.utils.deprecation import MiddlewareMixin
+
+from signalling.errors import ClusterUnavailable
+from signalling.protocol import Errors
+
+logger = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 2
+
+
+class ServiceUnavailableMiddleware(MiddlewareMixin):
+    """Map an unreachable cluster directory or database to 503."""
+
+    def process_exception(self, request: HttpRequest,
+                          exception: Exception) -> HttpResponse | None:
+        """A 503 for the two outages; anything else goes on to Django's handling."""
+        if isinstance(exception, ClusterUnavailable):
+            what = "redis"
+        elif isinstance(exception, DatabaseError):
+            what = "the database"
+        else:
+            return None
+        # Not the path: the 0.3.x routes carry the peer's token in it.
+        logger.error("503 for an HTTP %s: %s is unreachable (%s)", request.method, what,
+                     exception)
+        response = HttpResponse(Errors.CLUSTER_UNAVAILABLE, status=503,
+                                content_type="text/plain")
+        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
