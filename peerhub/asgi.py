@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 from typing import Any
@@ -28,7 +29,15 @@ async def drain() -> None:
 
 daphne_compat.install(settings.PEERHUB_SEND_BUFFER_LIMIT)
 if "twisted.internet.reactor" in sys.modules:  # running under daphne
+    from twisted.internet import reactor
+
     daphne_compat.on_shutdown(drain)
+    def _start_node() -> None:
+        # daphne may import this module before or after its loop runs: either way the
+        # node's background work (hub tasks, control listener) starts once it does.
+        asyncio.get_event_loop().call_soon(lambda: get_node().start())
+
+    reactor.callWhenRunning(_start_node)
 #: The PeerJS socket's ASGI application. The websocket front (``peerhub.front``) runs it
 #: directly for ``{path}peerjs``: it has already matched the path, and each layer of
 #: routing is another coroutine frame kept alive for every connected peer.

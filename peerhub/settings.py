@@ -119,6 +119,17 @@ WHITENOISE_USE_FINDERS = True
 REDIS_URL = env_str("REDIS_URL", "")
 REDIS_PREFIX = env_str("REDIS_PREFIX", "peerhub")
 
+# The control plane (signalling.control): channels-redis with REDIS_URL, so operator
+# events reach every node; it never carries the relay. The core layer keeps an event
+# for a minute, so a node that blinks catches it when it reads again.
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}:asgi",
+                   "capacity": 1000, "expiry": 60, "group_expiry": 86400}}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -151,5 +162,9 @@ PEERHUB_CONNECT_RATE = env_int("CONNECT_RATE", 1000, minimum=1)
 PEERHUB_CONNECT_BURST = env_int("CONNECT_BURST", 10000, minimum=1)
 PEERHUB_SENDER_QUEUE_LIMIT = env_int("SENDER_QUEUE_LIMIT", 1000, minimum=0)
 PEERHUB_SEND_BUFFER_LIMIT = env_int("SEND_BUFFER_LIMIT", 2 * 1024 * 1024, minimum=16384)
-PEERHUB_KEY_WATCH_MS = env_int("KEY_WATCH_INTERVAL", 1500, minimum=100)
+# In a cluster, key changes reach every node through the control plane at once; the
+# watcher is then the slow reconciliation only.
+PEERHUB_KEY_WATCH_MS = env_int("KEY_WATCH_INTERVAL", 30000 if REDIS_URL else 1500,
+                               minimum=100)
+PEERHUB_CONTROL_RECONCILE_MS = env_int("CONTROL_RECONCILE_INTERVAL", 30000, minimum=100)
 PEERHUB_DRAIN_WINDOW = env_int("DRAIN_WINDOW", 10, minimum=0)  # seconds

@@ -24,8 +24,9 @@ from signalling.errors import ClusterUnavailable, NodeDraining
 from signalling.hub import Limits
 from signalling.keywatch import ensure_key_watcher
 from signalling.metrics import limit_hit
+from signalling.node import get_node
 from signalling.ratelimit import TokenBucket
-from signalling.runtime import get_hub, get_ip_guard
+from signalling.runtime import get_hub
 from signalling.sessions import SessionInfo, get_recorder
 from signalling.tokens import verify_token
 
@@ -73,7 +74,13 @@ class PeerConsumer(AsyncConsumer):
             return
         await send({"type": "websocket.accept"})
         ip = str((scope.get("client") or ("",))[0])
-        guard = get_ip_guard()
+        node = get_node()
+        node.start()
+        if node.bans.is_banned(ip, time.time()):
+            limit_hit("", "banned address", ip)
+            await self.shut(p.error_frame(p.Errors.BANNED), CLOSE_POLICY, "address banned")
+            return
+        guard = node.ip_guard
         refused = guard.admit(ip, time.monotonic())
         if refused is not None:
             limit_hit("", "per-address", ip)

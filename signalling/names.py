@@ -63,6 +63,10 @@ class Names:
         """Lock held by the one survivor closing a lost node's sessions."""
         return f"{self.prefix}:reap:{node_id}"
 
+    def bans(self) -> str:
+        """Hash of banned addresses: address -> JSON ``{until, reason}`` (epoch seconds)."""
+        return f"{self.prefix}:bans"
+
     def node(self, node_id: str) -> str:
         """Pub/sub channel of one node."""
         return f"{self.prefix}:node:{node_id}"

@@ -21,11 +21,13 @@ from typing import TYPE_CHECKING
 
 from django.conf import settings
 
+from signalling.bans import BanList
 from signalling.config import get_config
 from signalling.guards import IpGuard
 from signalling.hub import LocalHub
 
 if TYPE_CHECKING:
+    from signalling.control_listener import ControlListener
     from signalling.health import ReadinessProbe
 
 logger = logging.getLogger(__name__)
@@ -45,6 +47,8 @@ class Node:
         self._hub: LocalHub | None = None
         self._guard: IpGuard | None = None
         self._probe: ReadinessProbe | None = None
+        self._control: ControlListener | None = None
+        self.bans = BanList()
         self._drain: asyncio.Task[None] | None = None
         self.draining = False
 
@@ -68,6 +72,24 @@ class Node:
             self._guard = IpGuard(cfg.max_sockets_per_ip, cfg.connect_rate,
                                   cfg.connect_burst)
         return self._guard
+
+    def start(self) -> None:
+        """Start the background work on the running loop (idempotent): the hub's tasks
+        and the control-plane listener."""
+        start_hub = getattr(self.hub, "start", None)
+        if start_hub is not None:
+            start_hub()
+        self.control.start()
+
+    @property
+    def control(self) -> ControlListener:
+        """The control-plane listener (kick, ban, key changes)."""
+        if self._control is None:
+            from signalling.control_listener import ControlListener
+
+            self._control = ControlListener(
+                self, settings.PEERHUB_CONTROL_RECONCILE_MS / 1000)
+        return self._control
 
     @property
     def probe(self) -> ReadinessProbe:
@@ -122,6 +144,8 @@ class Node:
             await hub.unregister(ep)
             await ep.shut(None, 1001, DRAIN_REASON)
         await hub.stop()
+        if self._control is not None:
+            await self._control.stop()
         logger.info("drained %d peers in %.1fs", total, time.monotonic() - started)
 
 
