@@ -167,4 +167,6 @@ PEERHUB_SEND_BUFFER_LIMIT = env_int("SEND_BUFFER_LIMIT", 2 * 1024 * 1024, minimu
 PEERHUB_KEY_WATCH_MS = env_int("KEY_WATCH_INTERVAL", 30000 if REDIS_URL else 1500,
                                minimum=100)
 PEERHUB_CONTROL_RECONCILE_MS = env_int("CONTROL_RECONCILE_INTERVAL", 30000, minimum=100)
-PEERHUB_DRAIN_WINDOW = env_int("DRAIN_WINDOW", 10, minimum=0)  # seconds
+# Seconds a SIGTERM'd node takes to close its peers (so their reconnects spread over the
+# other nodes); a lone node has nowhere to send them and closes them at once.
+PEERHUB_DRAIN_WINDOW = env_int("DRAIN_WINDOW", 10 if REDIS_URL else 0, minimum=0)
