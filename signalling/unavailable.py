@@ -1,9 +1,13 @@
-"""HTTP 503, never 500, when Redis or the database cannot be reached.
+"""HTTP 503, never 500, when Redis or the database cannot be reached; 503 on the PeerJS
+routes while this node drains; 403 for a banned address.
 
 Hub look-ups raise :class:`~signalling.errors.ClusterUnavailable` when Redis is away, and
 the ORM raises ``DatabaseError`` when the database is; this middleware turns either into
 ``503 Service Unavailable`` with ``Retry-After`` and the PeerJS-style text the websocket
-sends ("Server is temporarily unavailable"), instead of a traceback and a 500.
+sends ("Server is temporarily unavailable"), instead of a traceback and a 500. While the
+node drains, the PeerJS HTTP routes (not the admin) answer the same 503, so a proxy
+with ``proxy_next_upstream http_503`` (deploy/nginx-peerhub.conf) sends the request to
+another node.
 """
 
 from __future__ import annotations
@@ -22,8 +26,31 @@ logger = logging.getLogger(__name__)
 RETRY_AFTER_SECONDS = 2
 
 
+def unavailable() -> HttpResponse:
+    """The 503 answer, with ``Retry-After``."""
+    response = HttpResponse(Errors.CLUSTER_UNAVAILABLE, status=503, content_type="text/plain")
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
 class ServiceUnavailableMiddleware(MiddlewareMixin):
-    """Map an unreachable cluster directory or database to 503."""
+    """Map an unreachable cluster directory or database to 503; drain and bans."""
+
+    def process_request(self, request: HttpRequest) -> HttpResponse | None:
+        """403 for a banned address, 503 on the PeerJS routes while draining."""
+        import time
+
+        from django.conf import settings
+
+        from signalling.node import get_node
+
+        node = get_node()
+        if node.bans.is_banned(str(request.META.get("REMOTE_ADDR", "")), time.time()):
+            return HttpResponse(Errors.BANNED, status=403, content_type="text/plain")
+        if node.draining and request.path.startswith(settings.PEERHUB_PATH) and not (
+                request.path.startswith(("/admin/", "/dashboard/", "/static/"))):
+            return unavailable()
+        return None
 
     def process_exception(self, request: HttpRequest,
                           exception: Exception) -> HttpResponse | None:
@@ -37,7 +64,4 @@ class ServiceUnavailableMiddleware(MiddlewareMixin):
         # Not the path: the 0.3.x routes carry the peer's token in it.
         logger.error("503 for an HTTP %s: %s is unreachable (%s)", request.method, what,
                      exception)
-        response = HttpResponse(Errors.CLUSTER_UNAVAILABLE, status=503,
-                                content_type="text/plain")
-        response["Retry-After"] = str(RETRY_AFTER_SECONDS)
-        return response
+        return unavailable()
