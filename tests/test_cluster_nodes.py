@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import ROOT, LiveServer, free_port, manage, server_env, wait_until_serving
+from tests.servers import ROOT, LiveServer, free_port, server_env, wait_until_serving
 from tests.wsclient import closed_with, join, open_socket, recv, send
 
 pytestmark = pytest.mark.cluster
@@ -60,11 +60,12 @@ async def session_reasons(server: LiveServer, node: str) -> list[str]:
 
 
 def _session_reasons(server: LiveServer, node: str) -> list[str]:
-    out = manage(server, "shell", "--no-imports", "-c",
-                 "import json; from signalling.models import PeerSession as S; "
-                 f"print(json.dumps(list(S.objects.filter(node={node!r}).order_by('id')"
-                 ".values_list('close_reason', flat=True))))")
-    return list(json.loads(out.splitlines()[-1]))
+    import psycopg
+
+    with psycopg.connect(server.env["DATABASE_URL"], connect_timeout=5) as conn:
+        rows = conn.execute("SELECT close_reason FROM signalling_peersession WHERE node = %s "
+                            "ORDER BY id", [node]).fetchall()
+    return [str(r[0]) for r in rows]
 
 
 # --- first starts ---------------------------------------------------------------------
