@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.db.models import Case, IntegerField, QuerySet, Value, When
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from apikeys.forms import ApiKeyForm
 from apikeys.lifecycle import forget_keys, set_active
-from apikeys.live import live_peer_counts
+from apikeys.live import live_peer_counts, live_peer_ids
 from apikeys.models import ApiKey
 from apikeys.usage import with_totals
 
@@ -27,6 +28,17 @@ def with_live_counts(keys: QuerySet[ApiKey], live: dict[str, int]) -> QuerySet[A
                                          output_field=IntegerField()))
 
 
+_SHOWN_IDS = 50
+
+
+def describe_live(ids: list[str]) -> str:
+    """``"3: alice, bob, carol"``: a count and the first ids."""
+    if not ids:
+        return "0"
+    more = f" and {len(ids) - _SHOWN_IDS} more" if len(ids) > _SHOWN_IDS else ""
+    return f"{len(ids)}: {', '.join(ids[:_SHOWN_IDS])}{more}"
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(KeyAdminBase):
     """Keys with their live peers (from the hub) and all-time sessions and messages."""
@@ -36,15 +48,46 @@ class ApiKeyAdmin(KeyAdminBase):
                     "live", "sessions", "messages_total", "last_used")
     list_filter = ("active", "allow_discovery")
     search_fields = ("name", "key", "notes")
-    readonly_fields = ("created", "last_used")
-    actions = ("activate_keys", "deactivate_keys", "rotate_signing_secret")
+    readonly_fields = ("created", "last_used", "live_peer_list")
+    actions = ("activate_keys", "deactivate_keys", "rotate_signing_secret",
+               "rotate_signing_secret_with_grace")
     fieldsets = (
-        (None, {"fields": ("name", "key", "active", "notes")}),
-        ("Limits", {"fields": ("concurrent_limit", "rate_limit", "queue_limit")}),
+        (None, {"fields": ("name", "key", "active", "live_peer_list", "notes")}),
+        ("Limits", {"fields": ("concurrent_limit", "rate_limit", "rate_burst",
+                               "queue_limit")}),
         ("Access", {"fields": ("allow_discovery", "allowed_origins", "require_signed_tokens",
-                               "stun_urls")}),
+                               "previous_secret_expires", "stun_urls")}),
         ("Usage", {"fields": ("created", "last_used")}),
     )
+    #: The grace period of the "keep the old secret for an hour" rotation action.
+    ROTATION_GRACE = 3600
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None
+                            ) -> tuple[str, ...]:
+        """A key's string is fixed once created: renaming it would orphan its sessions
+        and drop its live peers. Create a new key instead."""
+        fields = tuple(super().get_readonly_fields(request, obj))
+        return (*fields, "key") if obj is not None else fields
+
+    @admin.display(description="live peers")
+    def live_peer_list(self, obj: ApiKey) -> str:
+        """How many peers are connected under the key now, and their ids."""
+        if obj.pk is None:
+            return "-"
+        return describe_live(live_peer_ids(obj.key))
+
+    def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
+        """Django's list of what a delete removes, plus each key's live peers (they are
+        disconnected): on the single and the bulk delete confirmation alike."""
+        deleted, counts, perms, protected = super().get_deleted_objects(objs, request)
+        total = 0
+        for row in objs:
+            ids = live_peer_ids(row.key)
+            total += len(ids)
+            deleted.append(f"Live peers of {row.key} (disconnected by the delete): "
+                           f"{describe_live(ids)}")
+        counts["live peers (disconnected)"] = total
+        return deleted, counts, perms, protected
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApiKey]:
         """Keys with live counts (one hub call per page) and usage totals."""
@@ -73,29 +116,56 @@ class ApiKeyAdmin(KeyAdminBase):
         self.message_user(request, f"Activated {count} key(s).", messages.SUCCESS)
 
     @admin.action(description="Deactivate selected keys (disconnects their peers)")
-    def deactivate_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        """Refuse new connections and close the keys' live peers within seconds."""
+    def deactivate_keys(self, request: HttpRequest,
+                        queryset: QuerySet[ApiKey]) -> HttpResponse | None:
+        """First a confirmation page listing the keys' live peers; once confirmed,
+        refuse new connections and close the keys' live peers within seconds."""
+        if request.POST.get("confirm") != "yes":
+            keys = []
+            for row in queryset:
+                ids = live_peer_ids(row.key)
+                keys.append({"key": row, "ids": ids, "shown": ids[:_SHOWN_IDS],
+                             "more": max(0, len(ids) - _SHOWN_IDS)})
+            context = {**self.admin_site.each_context(request), "keys": keys,
+                       "title": "Deactivate API keys?", "opts": self.model._meta}
+            return TemplateResponse(request,
+                                    "admin/apikeys/apikey/deactivate_confirmation.html",
+                                    context)
         count = set_active(queryset, False)
         self.message_user(request, f"Deactivated {count} key(s); their live peers are being "
                           "disconnected.", messages.WARNING)
+        return None
 
-    @admin.action(description="Generate a new token signing secret (shown once)")
+    @admin.action(description="Generate a new token signing secret (shown once; old "
+                  "tokens refused at once)")
     def rotate_signing_secret(self, request: HttpRequest,
                               queryset: QuerySet[ApiKey]) -> None:
         """New signing secrets; each is shown in this message only, never again."""
+        self._rotate(request, queryset, 0)
+
+    @admin.action(description="Generate a new token signing secret (shown once; the old "
+                  "one stays valid for an hour)")
+    def rotate_signing_secret_with_grace(self, request: HttpRequest,
+                                         queryset: QuerySet[ApiKey]) -> None:
+        """New signing secrets; tokens signed with the old ones work for ROTATION_GRACE."""
+        self._rotate(request, queryset, self.ROTATION_GRACE)
+
+    def _rotate(self, request: HttpRequest, queryset: QuerySet[ApiKey], grace: int) -> None:
         for row in queryset:
-            secret = row.rotate_token_secret()
-            row.save(update_fields=["token_secret"])
+            secret = row.rotate_token_secret(grace)
+            row.save(update_fields=list(ApiKey.ROTATION_FIELDS))
+            kept = (f" Tokens signed with the previous secret are accepted until "
+                    f"{row.previous_secret_expires:%Y-%m-%d %H:%M} UTC."
+                    if row.previous_secret_expires else "")
             self.message_user(request, f"New signing secret for {row.name} ({row.key}): "
-                              f"{secret} (copy it now; it is not shown again).",
+                              f"{secret} (copy it now; it is not shown again).{kept}",
                               messages.WARNING)
         forget_keys(row.key for row in queryset)
 
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
-        """Save, then drop cached tenants for the key (and its old string if renamed)."""
-        old = form.initial.get("key") if change else None
+        """Save, then drop the cached tenant for the key."""
         super().save_model(request, obj, form, change)
-        forget_keys(k for k in (old, obj.key) if k)
+        forget_keys([obj.key])
 
     def delete_model(self, request: HttpRequest, obj: ApiKey) -> None:
         """Delete; its live peers are closed by the key watcher."""

@@ -9,3 +9,7 @@ class ApiKeysConfig(AppConfig):
     name = "apikeys"
     verbose_name = "API keys"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        """Connect the admin login throttle's signal handlers."""
+        from apikeys import loginthrottle  # noqa: F401

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from django import forms
@@ -22,13 +23,30 @@ def normalise_origin(text: str) -> str:
     return f"{parts.scheme}://{host}{port}"
 
 
+class AsciiIntegerField(forms.IntegerField):
+    """An integer written in ASCII digits only (``int()`` would also take ``"\u0661"``)."""
+
+    def to_python(self, value: Any) -> int | None:
+        """Refuse anything but optional surrounding spaces around ASCII digits."""
+        if value not in self.empty_values:
+            text = str(value).strip()
+            digits = text[1:] if text[:1] in "+-" else text
+            if not (digits.isascii() and digits.isdigit()):
+                raise ValidationError(self.error_messages["invalid"], code="invalid")
+        result: int | None = super().to_python(value)
+        return result
+
+
 class ApiKeyForm(forms.ModelForm):
     """Edit one key; ``allowed_origins`` is normalised to one origin per line."""
 
     class Meta:
         model = ApiKey
         fields = ["name", "key", "active", "concurrent_limit", "allow_discovery",
-                  "allowed_origins", "rate_limit", "queue_limit", "notes"]
+                  "allowed_origins", "rate_limit", "rate_burst", "queue_limit",
+                  "previous_secret_expires", "notes"]
+        field_classes = {name: AsciiIntegerField for name in (
+            "concurrent_limit", "rate_limit", "rate_burst", "queue_limit")}
 
     def clean_allowed_origins(self) -> str:
         """Each line must be an origin; duplicates go."""

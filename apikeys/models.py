@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import re
 import secrets
+from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils import timezone
+
+from apikeys.crypto import EncryptedSecretField
 
 #: What a key may look like: the PeerJS id rule without spaces, since the key travels in
 #: URL paths and the classic 0.3.x client checks keys with the id rule.
@@ -42,19 +46,35 @@ class ApiKey(models.Model):
         blank=True, help_text="One origin per line (https://app.example.com); empty: any.")
     rate_limit = models.PositiveIntegerField(
         default=0, help_text="Messages per second per peer; 0: the server's RATE_LIMIT.")
+    rate_burst = models.PositiveIntegerField(
+        default=0, help_text="Messages a peer may send at once before its rate applies; "
+        "0: equal to this key's rate limit (or, with no rate of its own, the server's "
+        "RATE_BURST).")
     queue_limit = models.PositiveIntegerField(
         default=0, help_text="Messages kept per offline destination; 0: QUEUE_LIMIT.")
     require_signed_tokens = models.BooleanField(
         default=False, help_text="Accept only PeerJS tokens minted by your backend with "
         "this key's signing secret (HMAC over key, peer id and expiry).")
-    token_secret = models.CharField(
-        max_length=64, blank=True, editable=False,
-        help_text="Signing secret for tokens; shown once when generated.")
+    token_secret = EncryptedSecretField(
+        max_length=255, blank=True, editable=False,
+        help_text="Signing secret for tokens; shown once when generated; stored "
+        "encrypted with a key derived from SECRET_KEY.")
+    previous_token_secret = EncryptedSecretField(
+        max_length=255, blank=True, editable=False,
+        help_text="The signing secret before the last rotation, still accepted until "
+        "previous_secret_expires.")
+    previous_secret_expires = models.DateTimeField(
+        null=True, blank=True, help_text="Until when tokens signed with the previous "
+        "signing secret are still accepted (set by a rotation with a grace period; "
+        "clear it to refuse them now).")
     stun_urls = models.TextField(
         blank=True, help_text="STUN servers for GET {path}{key}/ice, one URL per line.")
     created = models.DateTimeField(auto_now_add=True)
     last_used = models.DateTimeField(null=True, blank=True)
     notes = models.TextField(blank=True)
+
+    #: The fields :meth:`rotate_token_secret` changes.
+    ROTATION_FIELDS = ("token_secret", "previous_token_secret", "previous_secret_expires")
 
     class Meta:
         ordering = ["name"]
@@ -63,10 +83,28 @@ class ApiKey(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.key})"
 
-    def rotate_token_secret(self) -> str:
-        """Set and return a new signing secret (the caller shows it once)."""
+    def rotate_token_secret(self, grace_seconds: int = 0) -> str:
+        """Set and return a new signing secret (the caller shows it once).
+
+        With ``grace_seconds``, tokens signed with the secret it replaces stay valid for
+        that long (a backend that mints tokens can switch over without a gap); without,
+        they are refused at once. Save ``ROTATION_FIELDS``.
+        """
+        if grace_seconds > 0 and self.token_secret:
+            self.previous_token_secret = self.token_secret
+            self.previous_secret_expires = timezone.now() + timedelta(seconds=grace_seconds)
+        else:
+            self.previous_token_secret = ""
+            self.previous_secret_expires = None
         self.token_secret = secrets.token_urlsafe(32)
         return self.token_secret
+
+    def accepted_previous_secret(self) -> tuple[str, float]:
+        """The previous secret and until when (Unix seconds) it is accepted, if any."""
+        until = self.previous_secret_expires
+        if not self.previous_token_secret or until is None or until <= timezone.now():
+            return "", 0.0
+        return self.previous_token_secret, until.timestamp()
 
     def stun_list(self) -> list[str]:
         """The key's STUN server URLs."""

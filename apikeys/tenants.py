@@ -15,6 +15,8 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from apikeys.models import ApiKey
+from signalling.protocol import UNSTORABLE
+from signalling.tokens import verify_token
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,33 @@ class Tenant:
     signing_secret: str = ""
     stun_urls: tuple[str, ...] = ()
     signed_tokens_required: bool = False
+    rate_burst: int = 0
+    previous_secret: str = ""
+    previous_secret_until: float = 0.0  # Unix seconds
+
+    def accepts_token(self, peer_id: str, token: str, now: float) -> bool:
+        """Tell whether ``token`` may hold ``peer_id`` (always, unless signed tokens are
+        required: then one signed with the signing secret, or with the previous one
+        while its grace period lasts)."""
+        if not self.signed_tokens_required:
+            return True
+        if verify_token(self.signing_secret, self.key, peer_id, token, now):
+            return True
+        return (now < self.previous_secret_until
+                and verify_token(self.previous_secret, self.key, peer_id, token, now))
+
+    def message_rate(self, server_rate: float, server_burst: float) -> tuple[float, float]:
+        """``(rate, burst)`` for one peer's messages under this key.
+
+        The key's own rate (or the server's RATE_LIMIT); the key's own burst, else equal
+        to the key's own rate, else the server's RATE_BURST (never below the rate).
+        """
+        rate = float(self.rate_limit or server_rate)
+        if self.rate_burst:
+            return rate, float(self.rate_burst)
+        if self.rate_limit:
+            return rate, rate
+        return rate, max(rate, float(server_burst))
 
     def allows_origin(self, origin: str | None) -> bool:
         """Tell whether a request from ``origin`` may use this key."""
@@ -46,10 +75,13 @@ class Tenant:
 def tenant_from_row(row: ApiKey) -> Tenant:
     """Snapshot an :class:`ApiKey` row."""
     secret = row.token_secret if row.require_signed_tokens else ""
+    previous, until = row.accepted_previous_secret() if secret else ("", 0.0)
     return Tenant(row.key, row.concurrent_limit, row.allow_discovery,
                   tuple(row.origin_list()), row.rate_limit, row.queue_limit,
                   signing_secret=secret, stun_urls=tuple(row.stun_list()),
-                  signed_tokens_required=row.require_signed_tokens)
+                  signed_tokens_required=row.require_signed_tokens,
+                  rate_burst=row.rate_burst, previous_secret=previous,
+                  previous_secret_until=until)
 
 
 def load_tenant(key: str) -> Tenant | None:
@@ -81,8 +113,8 @@ async def get_tenant(key: str) -> Tenant | None:
     Concurrent look-ups of one key share a single query (a burst of connections costs
     one query, not one each).
     """
-    if len(key) > _MAX_KEY_LENGTH:
-        return None
+    if len(key) > _MAX_KEY_LENGTH or UNSTORABLE.search(key) is not None:
+        return None  # no key can look like this (and PostgreSQL would refuse a NUL)
     hit = _cache.get(key)
     if hit is not None and time.monotonic() - hit[0] < settings.PEERHUB_KEY_CACHE_SECONDS:
         return hit[1]

@@ -16,6 +16,8 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from peerhub import daphne_compat  # noqa: E402
+from peerhub.proxy import trusted_from_env  # noqa: E402
+from peerhub.proxy_asgi import ProxyHeaders  # noqa: E402
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
 from signalling.health import ROUTES as HEALTH_ROUTES  # noqa: E402
@@ -62,4 +64,6 @@ async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await django_http(scope, receive, send)
 
 
-application = ProtocolTypeRouter({"http": http_app, "websocket": websocket_app})
+application = ProxyHeaders(
+    ProtocolTypeRouter({"http": http_app, "websocket": websocket_app}),
+    trusted_from_env())

@@ -25,10 +25,12 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     raw = os.environ.get(name, "")
     if raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ImproperEnvironment(f"{name} must be an integer, got {raw!r}") from exc
+    text = raw.strip()
+    digits = text[1:] if text[:1] == "-" else text
+    # ASCII digits only: int() also takes other scripts' digits ("\u0661\u0662" is 12).
+    if not (digits.isascii() and digits.isdigit()):
+        raise ImproperEnvironment(f"{name} must be an integer, got {raw!r}")
+    value = int(text)
     if value < minimum:
         raise ImproperEnvironment(f"{name} must be >= {minimum}, got {value}")
     return value

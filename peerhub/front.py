@@ -28,8 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, cast
 from urllib.parse import unquote
 
-from daphne.utils import parse_x_forwarded_for
-
+from peerhub import proxy
 from peerhub import wsframes as wf
 
 logger = logging.getLogger(__name__)
@@ -62,7 +61,7 @@ class FrontOptions:
 
     def __init__(self, ws_path: str, max_message_size: int, ping_interval: float,
                  handshake_timeout: float, send_buffer_limit: int,
-                 proxy_headers: bool):
+                 proxy_headers: bool, trusted_proxies: proxy.TrustedProxies | None = None):
         self.ws_path = ws_path.encode()
         self.ws_request_prefix = b"GET " + self.ws_path  # how a PeerJS upgrade starts
         self.max_message_size = max_message_size
@@ -70,6 +69,9 @@ class FrontOptions:
         self.handshake_timeout = handshake_timeout
         self.send_buffer_limit = send_buffer_limit
         self.proxy_headers = proxy_headers
+        #: Whose X-Forwarded-For is read (peerhub.proxy); PROXY_HEADERS alone: loopback.
+        self.trusted_proxies = trusted_proxies or (
+            proxy.parse_trusted(proxy.LOOPBACK) if proxy_headers else None)
 
 
 class Front:
@@ -179,29 +181,39 @@ class HeadProtocol(asyncio.Protocol):
 
     def _upgrade(self, head: wf.RequestHead, key: bytes, rest: bytes) -> None:
         self.front.heads.discard(self)
-        ws = WebSocket(self.front, self.transport, build_scope(self.front, self.transport,
-                                                                head), key)
+        try:
+            scope = build_scope(self.front, self.transport, head)
+        except proxy.BadProxyHeader as exc:
+            body = str(exc).encode()
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n"
+                                 b"Content-Length: %d\r\nConnection: close\r\n\r\n%s"
+                                 % (len(body), body))
+            self.transport.close()
+            return
+        ws = WebSocket(self.front, self.transport, scope, key)
         self.transport.set_protocol(ws)
         if rest:
             ws.data_received(rest)
 
 
 def build_scope(front: Front, transport: asyncio.Transport, head: wf.RequestHead) -> Scope:
-    """The ASGI websocket scope for an upgrade request (as daphne builds it)."""
+    """The ASGI websocket scope for an upgrade request (as daphne builds it).
+
+    Behind trusted proxies the client address comes from :func:`peerhub.proxy.from_headers`
+    (which raises :class:`peerhub.proxy.BadProxyHeader` for headers it cannot read).
+    """
     raw_path, _, query = head.target.partition(b"?")
     peer = transport.get_extra_info("peername") or ("", 0)
     sockname = transport.get_extra_info("sockname") or ("", 0)
     client: list[Any] = [str(peer[0]), int(peer[1])]
     scheme = "ws"
-    if front.options.proxy_headers:
-        addr, forwarded_scheme = parse_x_forwarded_for(dict(head.headers),
-                                                       original_addr=client,
-                                                       original_scheme=scheme)
-        client, scheme = list(addr), forwarded_scheme or scheme
-        if scheme == "https":
-            scheme = "wss"
-        elif scheme == "http":
-            scheme = "ws"
+    if front.options.trusted_proxies is not None:
+        address, forwarded = proxy.from_headers(client[0], head.headers,
+                                                front.options.trusted_proxies)
+        if address != client[0]:
+            client = [address, 0]
+        if forwarded is not None:
+            scheme = "wss" if forwarded == "https" else "ws"
     subprotocols: list[str] = []
     for name, value in head.headers:
         if name == b"sec-websocket-protocol":

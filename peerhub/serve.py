@@ -26,6 +26,7 @@ import tempfile
 from typing import TYPE_CHECKING
 
 from peerhub.env import env_bool, env_int, env_str
+from peerhub.proxy import trusted_from_env
 
 if TYPE_CHECKING:
     from peerhub.front import FrontOptions
@@ -58,7 +59,8 @@ def daphne_argv(endpoint: str | None = None) -> list[str]:
         "--websocket-max-frame-size", str(hard_limit),
         "--application-close-timeout", "5",
         "-v", env_str("DAPHNE_VERBOSITY", "1"),
-        *(["--proxy-headers"] if env_bool("PROXY_HEADERS", False) else []),
+        # No --proxy-headers: daphne takes X-Forwarded-For's left end, which the client
+        # writes. peerhub.asgi reads proxy headers itself (peerhub.proxy).
         "peerhub.asgi:application",
     ]
 
@@ -109,6 +111,7 @@ def front_options() -> FrontOptions:
     from signalling.config import get_config
 
     cfg = get_config()
+    trusted = trusted_from_env()
     return FrontOptions(
         ws_path=cfg.ws_path,
         # The consumer closes messages over MAX_MESSAGE_SIZE with ERROR and 1009; the
@@ -117,7 +120,8 @@ def front_options() -> FrontOptions:
         ping_interval=cfg.alive_timeout / 2,
         handshake_timeout=env_int("HANDSHAKE_TIMEOUT", 20, minimum=1),
         send_buffer_limit=settings.PEERHUB_SEND_BUFFER_LIMIT,
-        proxy_headers=env_bool("PROXY_HEADERS", False),
+        proxy_headers=trusted is not None,
+        trusted_proxies=trusted,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -13,19 +14,40 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("PEERHUB_VAR_DIR", str(BASE_DIR / "var")))
 
 
+def _private_dir(path: Path) -> None:
+    """Create ``path`` owner-only (0700); tighten it if it exists and is ours."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_mode & 0o077 and info.st_uid == os.getuid():
+        path.chmod(0o700)
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` empty and owner-only (0600) if missing; tighten it if it is not."""
+    fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+    try:
+        if os.fstat(fd).st_mode & 0o077:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def _embedded_secret_key() -> str:
     """Return a per-install random key kept in ``VAR_DIR``; created on first use."""
     path = VAR_DIR / "secret_key"
     if path.exists():
         return path.read_text().strip()
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    _private_dir(VAR_DIR)
     key = secrets.token_urlsafe(50)
+    _private_file(path)
     path.write_text(key)
-    path.chmod(0o600)
     return key
 
 
 SECRET_KEY = env_str("SECRET_KEY", "") or _embedded_secret_key()
+#: Old SECRET_KEYs still accepted for reading (sessions, signing secrets at rest) while
+#: they are rotated out; see docs/admin.md, "Rotating SECRET_KEY".
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
 DEBUG = env_bool("DEBUG", False)
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["*"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
@@ -37,8 +59,8 @@ SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("SECURE_COOKIES", False)
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
-if env_bool("PROXY_HEADERS", False):
-    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# No SECURE_PROXY_SSL_HEADER: it would believe X-Forwarded-Proto from anyone. The ASGI
+# wrapper (peerhub.proxy_asgi) sets the scheme from trusted proxies only.
 SESSION_COOKIE_HTTPONLY = True
 
 INSTALLED_APPS = [
@@ -63,6 +85,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "apikeys.loginthrottle.LoginThrottleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -95,7 +118,11 @@ DATABASES = {
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    # The database holds password hashes and (encrypted) signing secrets: owner-only.
+    _db_name = str(DATABASES["default"]["NAME"])
+    if _db_name and _db_name != ":memory:" and not _db_name.startswith("file:"):
+        _private_dir(Path(_db_name).parent)
+        _private_file(Path(_db_name))
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -130,6 +157,13 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The cache holds the admin login throttle's counters (apikeys.loginthrottle): in Redis
+# when there is one, so the limit holds across the cluster.
+CACHES = {"default": (
+    {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+     "KEY_PREFIX": f"{REDIS_PREFIX}:cache"} if REDIS_URL else
+    {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"})}
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -140,6 +174,10 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
 }
+# Every handler redacts tokens, including any added to this dict later.
+for _handler in LOGGING["handlers"].values():  # type: ignore[attr-defined]
+    if "redact" not in _handler.setdefault("filters", []):
+        _handler["filters"].append("redact")
 
 # --- The PeerServer (names follow peerjs-server's options) -------------------------
 PEERHUB_PATH = normalise_mount_path(env_str("PEERHUB_PATH", "/"))
@@ -162,6 +200,8 @@ PEERHUB_CONNECT_RATE = env_int("CONNECT_RATE", 1000, minimum=1)
 PEERHUB_CONNECT_BURST = env_int("CONNECT_BURST", 10000, minimum=1)
 PEERHUB_SENDER_QUEUE_LIMIT = env_int("SENDER_QUEUE_LIMIT", 1000, minimum=0)
 PEERHUB_SEND_BUFFER_LIMIT = env_int("SEND_BUFFER_LIMIT", 2 * 1024 * 1024, minimum=16384)
+PEERHUB_LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+PEERHUB_LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 900, minimum=1)
 # In a cluster, key changes reach every node through the control plane at once; the
 # watcher is then the slow reconciliation only.
 PEERHUB_KEY_WATCH_MS = env_int("KEY_WATCH_INTERVAL", 30000 if REDIS_URL else 1500,

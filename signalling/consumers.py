@@ -28,7 +28,6 @@ from signalling.node import get_node
 from signalling.ratelimit import TokenBucket
 from signalling.runtime import get_hub
 from signalling.sessions import SessionInfo, get_recorder
-from signalling.tokens import verify_token
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +130,10 @@ class PeerConsumer(AsyncConsumer):
             return False
         self.key, self.peer_id, self.token = params.key, params.id, params.token
         self.client_version = params.version or ""
+        if not p.is_acceptable_id(params.id):
+            logger.info("refused websocket: invalid id %r", params.id[:80])
+            await self.shut(p.error_frame(p.Errors.INVALID_ID), CLOSE_POLICY, "invalid id")
+            return False
         try:
             tenant = await get_tenant(params.key)
         except DatabaseError:
@@ -141,8 +144,7 @@ class PeerConsumer(AsyncConsumer):
             logger.info("refused websocket: unknown or inactive key")
             await self.shut(p.INVALID_KEY_FRAME, CLOSE_POLICY)
             return False
-        if tenant.signed_tokens_required and not verify_token(
-                tenant.signing_secret, tenant.key, self.peer_id, self.token, time.time()):
+        if not tenant.accepts_token(self.peer_id, self.token, time.time()):
             limit_hit(tenant.key, "signed token", self.scope)
             await self.shut(p.error_frame(p.Errors.INVALID_TOKEN), CLOSE_POLICY)
             return False
@@ -173,8 +175,8 @@ class PeerConsumer(AsyncConsumer):
             await self.shut(p.error_frame(p.Errors.CONNECTION_LIMIT_EXCEED), CLOSE_POLICY)
             return False
         self.queue_limit = tenant.queue_limit
-        rate = tenant.rate_limit or self.cfg.rate_limit
-        self._bucket = TokenBucket(rate, max(rate, self.cfg.rate_burst), time.monotonic())
+        rate, burst = tenant.message_rate(self.cfg.rate_limit, self.cfg.rate_burst)
+        self._bucket = TokenBucket(rate, burst, time.monotonic())
         self._start_session(tenant)
         ensure_key_watcher()
         if claim is Claim.NEW:
@@ -221,6 +223,12 @@ class PeerConsumer(AsyncConsumer):
             except p.ProtocolError as exc:
                 await self.deliver(p.error_frame(str(exc)))
                 continue
+            if not hub.is_current(self):
+                # The id was freed (LEAVE) or taken over since: this socket no longer
+                # speaks for it.
+                await self.shut(p.error_frame(p.Errors.ID_NOT_HELD), CLOSE_POLICY,
+                                "id no longer held")
+                return await self._drain(receive)
             await hub.relay(self, msg)
 
     async def _drain(self, receive: Any) -> None:

@@ -38,6 +38,9 @@ class Errors:
     INVALID_WS_PARAMETERS = "No id, token, or key supplied to websocket server"
     CONNECTION_LIMIT_EXCEED = "Server has reached its concurrent user limit"
     ID_TAKEN = "ID is taken"
+    # peerhub's own, in the same style.
+    INVALID_ID = "Invalid id provided"
+    ID_NOT_HELD = "ID is no longer held by this connection"
     # peerhub's own, for input peerjs-server silently drops or crashes on.
     NOT_JSON = "Invalid message: not JSON"
     NOT_OBJECT = "Invalid message: not a JSON object"
@@ -65,6 +68,10 @@ QUEUED_TYPES = frozenset({MessageType.OFFER, MessageType.ANSWER, MessageType.CAN
 
 #: The PeerJS client's id rule (0.3.x and 1.5.x alike).
 ID_PATTERN = re.compile(r"^[A-Za-z0-9]+(?:[ _-][A-Za-z0-9]+)*$")
+#: What no id may contain and text from clients loses before it is stored: control
+#: characters (C0, DEL, C1; NUL is what PostgreSQL cannot store at all) and lone
+#: surrogates (they have no UTF-8 form, so neither Redis nor a database can hold them).
+UNSTORABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 BANNER = {
     "name": "PeerJS Server",
@@ -93,6 +100,26 @@ class ClientMessage:
 def is_valid_id(peer_id: str) -> bool:
     """Tell whether ``peer_id`` passes the PeerJS client's id rule."""
     return bool(ID_PATTERN.match(peer_id))
+
+
+def is_acceptable_id(peer_id: str) -> bool:
+    """Tell whether peerhub registers ``peer_id``: not empty, no :data:`UNSTORABLE`
+    character.
+
+    This is peerhub's server-side rule, wider than the PeerJS client's
+    (:func:`is_valid_id`), which peerjs-server does not enforce either. An id that fails
+    it is refused at registration (``ERROR`` "Invalid id provided", close 1008), so it
+    never reaches the directory, Redis, the database or a log line.
+    """
+    return bool(peer_id) and UNSTORABLE.search(peer_id) is None
+
+
+def storable_text(text: str, limit: int) -> str:
+    """``text`` without :data:`UNSTORABLE` characters (each becomes U+FFFD), cut to
+    ``limit`` characters: how client-supplied text (User-Agent, version) is stored."""
+    if UNSTORABLE.search(text) is not None:
+        text = UNSTORABLE.sub("\ufffd", text)
+    return text[:limit]
 
 
 def parse_client_frame(data: str | bytes) -> ClientMessage:

@@ -13,16 +13,18 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
 from peerhub.env import node_name
 from signalling import metrics
+from signalling.protocol import storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +34,9 @@ _INSERT_COLUMNS = ("api_key", "peer_id", "node", "transport", "remote_addr", "us
                    "client_version", "connected_at", "last_seen", "disconnected_at",
                    "close_reason", "messages_in", "messages_out")
 FLUSH_INTERVAL = 0.5
-
-
-
+#: Session events kept in memory while the database is unreachable; beyond it the
+#: oldest are dropped (counted in ``SessionRecorder.dropped`` and logged).
+MAX_PENDING = 100_000
 
 @dataclass(eq=False, slots=True)
 class SessionInfo:
@@ -53,6 +55,14 @@ class SessionInfo:
     close_reason: str = ""
     row_id: int | None = None
 
+    def __post_init__(self) -> None:
+        # Cleaned at the door, the same on every database: text from the client loses
+        # what PostgreSQL cannot store (NUL) and other control characters, and is cut to
+        # its column's length.
+        self.remote_addr = storable_text(self.remote_addr, 64)
+        self.user_agent = storable_text(self.user_agent, 255)
+        self.client_version = storable_text(self.client_version, 32)
+
 
 class SessionRecorder:
     """Batches session writes off the event loop's critical path."""
@@ -64,6 +74,9 @@ class SessionRecorder:
         self._live: set[SessionInfo] = set()
         self._task: asyncio.Task[None] | None = None
         self._recovered = False
+        self._outage = 0  # failed attempts in a row while the database is unreachable
+        #: Session events dropped so far: rows the database refused, or backlog overflow.
+        self.dropped = 0
         self._executor = ThreadPoolExecutor(max_workers=1,
                                             thread_name_prefix="peerhub-sessions")
         atexit.register(self.flush_sync)
@@ -72,6 +85,8 @@ class SessionRecorder:
         """A peer registered."""
         self._live.add(info)
         self._opened.append(info)
+        if self.pending > MAX_PENDING:
+            self._bound_backlog()
         self._ensure_task()
 
     def wake(self) -> None:
@@ -86,6 +101,8 @@ class SessionRecorder:
         info.close_reason = reason[:100]
         self._live.discard(info)
         self._closed.append(info)
+        if self.pending > MAX_PENDING:
+            self._bound_backlog()
 
     @property
     def pending(self) -> int:
@@ -109,9 +126,19 @@ class SessionRecorder:
                     self._executor, self.write, touch)
 
     def write(self, touch: bool = False) -> None:
-        """Write what is pending (synchronously); with ``touch``, refresh live rows."""
+        """Write what is pending (synchronously); with ``touch``, refresh live rows.
+
+        The whole batch is one transaction. If the database refuses it, the batch is
+        written again one row at a time, each in a savepoint: a row the database cannot
+        store (``DataError``, ``IntegrityError``) is dropped, counted in ``dropped`` and
+        logged in one line for the whole batch, and every other row is stored. Any other
+        database error (unreachable, locked, read-only) keeps the batch for the next
+        attempt (bounded by ``MAX_PENDING``); the outage is logged once when it starts
+        and once when it ends.
+        """
         opened, self._opened = self._opened, []
         closed, self._closed = self._closed, []
+        hits = metrics.take_pending()
         # A session that opened and closed since the last write is in both lists and has
         # no row yet: its INSERT carries its end. Only rows written earlier need UPDATE.
         ended = [i for i in closed if i.row_id is not None]
@@ -120,17 +147,80 @@ class SessionRecorder:
                 self._recover_once()
                 self._insert(opened)
                 self._finish(ended)
-                self._write_limit_hits()
+                self._write_limit_hits(hits)
                 if touch:
                     self._touch(list(self._live))
-        except DatabaseError:
-            logger.exception("could not write %d session events; will retry",
-                             len(opened) + len(closed))
+        except (DataError, IntegrityError):
+            # Some row is one the database will not take: find it, store the others.
             for info in opened:
                 info.row_id = None  # the transaction was rolled back
-            self._opened[:0] = opened
-            self._closed[:0] = closed
-            connection.close()  # a fresh connection next time
+            try:
+                self._write_rows_one_by_one(opened, ended, hits, touch)
+            except DatabaseError as exc:
+                self._keep_for_later(opened, closed, hits, exc)
+                return
+        except DatabaseError as exc:  # the database is unreachable, locked, read-only...
+            self._keep_for_later(opened, closed, hits, exc)
+            return
+        self._recovered = True
+        if self._outage:
+            logger.warning("session writes work again after %d failed attempts",
+                           self._outage)
+            self._outage = 0
+
+    def _keep_for_later(self, opened: list[SessionInfo], closed: list[SessionInfo],
+                        hits: Counter[tuple[str, str]], exc: DatabaseError) -> None:
+        """Put a batch back after a database outage; beyond MAX_PENDING drop the oldest."""
+        for info in opened:
+            info.row_id = None  # the transaction was rolled back
+        connection.close()  # a fresh connection next time
+        if not self._outage:
+            logger.warning("cannot write session events (%s); keeping them and retrying",
+                           _first_line(exc))
+        self._outage += 1
+        self._opened[:0] = opened
+        self._closed[:0] = closed
+        metrics.pending_hits.update(hits)
+        self._bound_backlog()
+
+    def _bound_backlog(self) -> None:
+        excess = self.pending - MAX_PENDING
+        if excess <= 0:
+            return
+        from_closed = min(excess, len(self._closed))
+        del self._closed[:from_closed]
+        del self._opened[:excess - from_closed]
+        self.dropped += excess
+        logger.warning("session backlog over %d events: dropped the %d oldest",
+                       MAX_PENDING, excess)
+
+    def _write_rows_one_by_one(self, opened: list[SessionInfo], ended: list[SessionInfo],
+                               hits: Counter[tuple[str, str]], touch: bool) -> None:
+        """Write each row in its own savepoint; count and log (once) the refused ones."""
+        refused: list[str] = []
+
+        def attempt(what: str, write: Any, *args: Any) -> None:
+            try:
+                with transaction.atomic():
+                    write(*args)
+            except (DataError, IntegrityError) as exc:  # this row; others propagate
+                refused.append(f"{what[:80]}: {_first_line(exc)}")
+
+        with transaction.atomic():
+            attempt("recovery", self._recover_once)
+            for info in opened:
+                attempt(f"session {info.peer_id!r}", self._insert, [info])
+            for info in ended:
+                attempt(f"end of session {info.peer_id!r}", self._finish, [info])
+            for hit, count in hits.items():
+                attempt(f"limit hit {hit!r}", self._write_limit_hits, Counter({hit: count}))
+            if touch:
+                for info in list(self._live):
+                    attempt(f"refresh of session {info.peer_id!r}", self._touch, [info])
+        if refused:
+            self.dropped += len(refused)
+            logger.error("the database refused %d of this batch's rows; dropped them, "
+                         "stored the rest (first: %s)", len(refused), refused[0])
 
     def flush_sync(self) -> None:
         """Write everything pending now (at exit); live sessions are closed first."""
@@ -142,9 +232,8 @@ class SessionRecorder:
     def _recover_once(self) -> None:
         from signalling.models import PeerSession
 
-        if self._recovered:
+        if self._recovered:  # set by write() once the transaction is committed
             return
-        self._recovered = True
         stale = PeerSession.objects.filter(node=self.node, disconnected_at__isnull=True)
         count = stale.update(disconnected_at=timezone.now(), close_reason="node restarted")
         if count:
@@ -216,13 +305,13 @@ class SessionRecorder:
         with connection.cursor() as cursor:
             cursor.executemany(sql.format(table=table), rows)
 
-    def _write_limit_hits(self) -> None:
+    def _write_limit_hits(self, hits: Counter[tuple[str, str]]) -> None:
         from django.db.models import F
 
         from signalling.models import LimitHit
 
         now = timezone.now()
-        for (api_key, limit), count in metrics.take_pending().items():
+        for (api_key, limit), count in hits.items():
             row, _ = LimitHit.objects.get_or_create(api_key=api_key[:64], limit=limit)
             LimitHit.objects.filter(pk=row.pk).update(count=F("count") + count, last_at=now)
 
@@ -232,6 +321,12 @@ class SessionRecorder:
             "UPDATE {table} SET last_seen = %s, messages_in = %s, messages_out = %s "
             "WHERE id = %s",
             [(now, i.messages_in, i.messages_out, i.row_id) for i in infos if i.row_id])
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's first line, short, for a one-line log entry."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
 
 
 def _db_time(value: datetime | None) -> Any:

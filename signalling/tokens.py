@@ -22,9 +22,18 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def is_ascii_number(text: str, max_digits: int = 12) -> bool:
+    """Tell whether ``text`` is 1 to ``max_digits`` ASCII digits and nothing else.
+
+    ``str.isdigit()`` alone also accepts ``"\u00b2"`` or ``"\u2460"``, which ``int()``
+    refuses: every number that comes from outside is checked with this first.
+    """
+    return 0 < len(text) <= max_digits and text.isascii() and text.isdigit()
+
+
 def token_signature(secret: str, api_key: str, peer_id: str, expiry: int) -> str:
     """The signature part of a token."""
-    message = f"{api_key}\n{peer_id}\n{expiry}".encode()
+    message = f"{api_key}\n{peer_id}\n{expiry}".encode("utf-8", "surrogatepass")
     return _b64(hmac.new(secret.encode(), message, hashlib.sha256).digest())
 
 
@@ -39,7 +48,7 @@ def verify_token(secret: str, api_key: str, peer_id: str, token: str, now: float
         return False
     version, _, rest = token.partition(".")
     expiry_text, _, signature = rest.partition(".")
-    if version != TOKEN_VERSION or not expiry_text.isdigit() or len(expiry_text) > 12:
+    if version != TOKEN_VERSION or not is_ascii_number(expiry_text) or not signature.isascii():
         return False
     expiry = int(expiry_text)
     if expiry < now:

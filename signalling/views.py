@@ -22,7 +22,7 @@ from signalling.decisions import Claim
 from signalling.hub import Limits
 from signalling.legacy import Sender, StreamEndpoint
 from signalling.runtime import get_hub
-from signalling.tokens import turn_credentials, verify_token
+from signalling.tokens import turn_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +92,8 @@ async def ice_servers(request: HttpRequest, key: str) -> HttpResponse:
     if tenant is None:
         return HttpResponse(UNAUTHORIZED, content_type="text/plain", status=401)
     peer_id = request.GET.get("id", "")
+    if peer_id and not p.is_acceptable_id(peer_id):
+        return HttpResponse(p.Errors.INVALID_ID, content_type="text/plain", status=400)
     if await _token_refused(tenant, peer_id, request.GET.get("token", "")):
         return HttpResponse(p.Errors.INVALID_TOKEN, content_type="text/plain", status=401)
     servers: list[dict[str, object]] = []
@@ -107,8 +109,7 @@ async def ice_servers(request: HttpRequest, key: str) -> HttpResponse:
 
 
 async def _token_refused(tenant: Tenant, peer_id: str, token: str) -> bool:
-    return tenant.signed_tokens_required and not verify_token(
-        tenant.signing_secret, tenant.key, peer_id, token, time.time())
+    return not tenant.accepts_token(peer_id, token, time.time())
 
 
 @csrf_exempt
@@ -141,6 +142,8 @@ async def legacy_stream(request: HttpRequest, key: str, peer_id: str,
     tenant = await _tenant_for(request, key)
     if tenant is None:
         return HttpResponse(p.Errors.INVALID_KEY, content_type="text/plain", status=401)
+    if not p.is_acceptable_id(peer_id):
+        return HttpResponse(p.Errors.INVALID_ID, content_type="text/plain", status=400)
     if await _token_refused(tenant, peer_id, token):
         return HttpResponse(p.Errors.INVALID_TOKEN, content_type="text/plain", status=401)
     hub = get_hub()

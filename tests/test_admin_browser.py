@@ -86,6 +86,11 @@ async def test_staff_creates_a_key_sees_its_peer_live_and_deactivating_disconnec
         await admin.check("input.action-select")
         await admin.select_option("select[name=action]", "deactivate_keys")
         await admin.click("button[name=index]")
+        # First the confirmation page with the key's live peers; nothing changed yet.
+        live = await admin.text_content("#peerhub-live-peers") or ""
+        assert "dash-peer" in live and "1 live peer" in " ".join(live.split())
+        assert query(server, "SELECT active FROM apikeys_apikey WHERE key = ?", KEY) == [(1,)]
+        await admin.click("input[type=submit][value='Yes, deactivate']")
         assert "Deactivated 1 key(s)" in (await admin.text_content("ul.messagelist") or "")
 
         error = await wait_event(peer_page, "peer", "error", timeout=10_000)

@@ -23,6 +23,7 @@ from tests.browser_page import (
 )
 from tests.nginx import nginx_binary, running_nginx
 from tests.servers import LiveServer, manage
+from tests.test_apikeys_helpers import eventually
 from tests.wsclient import join, recv
 from tests.wsclient import send as ws_send
 
@@ -50,6 +51,14 @@ async def exchange(browser: Browser, server_a: LiveServer, server_b: LiveServer)
         {"kind": "object", "value": {"hello": "across nodes"}}]
 
 
+def recorded_nodes(server: LiveServer) -> str:
+    """The sorted node names found in ``server``'s session rows, as printed by Python."""
+    out = manage(server, "shell", "--no-imports", "-c",
+                 "from signalling.models import PeerSession as S; "
+                 "print(sorted(set(S.objects.values_list('node', flat=True))))")
+    return out.splitlines()[-1] if out else ""
+
+
 async def test_browser_peers_on_two_nodes_talk_over_webrtc(browser: Browser,
                                                            cluster: Cluster) -> None:
     n1, n2 = cluster(2)
@@ -69,9 +78,7 @@ async def test_browser_peers_behind_nginx_talk_and_sockets_spread(
         sockets = [await join(front, f"spread{i}") for i in range(6)]
         await ws_send(sockets[0], type="OFFER", dst="spread5", payload="via nginx")
         assert (await recv(sockets[5]))["payload"] == "via nginx"
-        nodes = manage(n1, "shell", "--no-imports", "-c",
-                       "from signalling.models import PeerSession as S; "
-                       "print(sorted(set(S.objects.values_list('node', flat=True))))")
-        assert nodes.splitlines()[-1] == "['node0', 'node1']"
+        # Session rows are written in batches off the relay path: wait for them.
+        await eventually(lambda: recorded_nodes(n1) == "['node0', 'node1']", timeout=20)
         for ws in sockets:
             await ws.close()

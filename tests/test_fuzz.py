@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -138,3 +139,84 @@ def test_random_websocket_paths_are_refused_cleanly(fuzz_server: LiveServer,
         await honest_exchange(fuzz_server, uuid.uuid4().hex[:8])
 
     asyncio.run(case())
+
+
+# --- the database and the log boundaries (issue 13) ----------------------------------
+
+header_bytes = st.binary(max_size=60).map(lambda b: b.replace(b"\r", b"").replace(b"\n", b""))
+
+
+async def hostile_raw(server: LiveServer, peer_id: str, version: str, token: str,
+                      user_agent: bytes, forwarded: bytes | None) -> None:
+    """One upgrade with random id, version and headers, then a relayed SDP; ends closed."""
+    import base64
+    import os
+
+    from tests.test_front import Raw, upgrade_request
+
+    target = (f"/peerjs?key=peerjs&id={quote(peer_id, safe='')}&token={quote(token)}"
+              f"&version={quote(version, safe='')}")
+    request = upgrade_request(target, base64.b64encode(os.urandom(16)))[:-2]
+    request += b"User-Agent: " + user_agent + b"\r\n"
+    if forwarded is not None:
+        request += b"X-Forwarded-For: " + forwarded + b"\r\n"
+    raw = await Raw.connect(server)
+    try:
+        await raw.send(request + b"\r\n")
+        status, _, _ = await raw.read_head()
+        assert status in (101, 400), status
+        if status == 101:
+            _, _, first = await raw.read_frame()
+            assert json.loads(first)["type"] in ("OPEN", "ERROR", "ID-TAKEN")
+    finally:
+        raw.close()
+
+
+def test_random_ids_versions_and_headers_reach_postgres_and_the_log_cleanly(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    from tests.pgserver import pg_rows, pg_server
+
+    honest: list[str] = []
+    secrets: list[str] = []
+    with pg_server(tmp_path_factory.mktemp("fuzzpg"), PROXY_HEADERS="true") as (server, db):
+
+        @settings(max_examples=40, deadline=None,
+                  suppress_health_check=[HealthCheck.too_slow])
+        @given(peer_id=ids, version=st.text(max_size=40), user_agent=header_bytes,
+               forwarded=st.none() | header_bytes)
+        def case(peer_id: str, version: str, user_agent: bytes,
+                 forwarded: bytes | None) -> None:
+            tag = uuid.uuid4().hex[:10]
+            token = f"fuzztok{tag}"
+            secrets.extend([token, f"sdp-{tag}"])
+            honest.extend([f"honA{tag}", f"honB{tag}"])
+
+            async def run() -> None:
+                await hostile_raw(server, peer_id, version, token, user_agent, forwarded)
+                a = await join(server, f"honA{tag}", token)
+                b = await join(server, f"honB{tag}", token)
+                payload = {"type": "offer", "sdp": f"v=0\r\no=- sdp-{tag} 2 IN IP4 0.0.0.0"}
+                await send(a, type="OFFER", dst=f"honB{tag}", payload=payload)
+                assert (await recv(b))["payload"] == payload
+                await a.close()
+                await b.close()
+
+            asyncio.run(run())
+
+        case()
+        assert len(honest) >= 40, len(honest)  # hypothesis ran its examples
+
+        def recorded() -> set[str]:
+            return {row[0] for row in pg_rows(db, "SELECT peer_id FROM signalling_peersession")}
+
+        deadline = time.monotonic() + 20
+        while not set(honest) <= recorded():
+            assert time.monotonic() < deadline, set(honest) - recorded()
+            time.sleep(0.3)
+        assert server.process.poll() is None
+        server.stop()
+        log = server.log()
+    for bad in ("Traceback", "the database refused", "cannot write session events"):
+        assert bad not in log, bad
+    leaked = [s for s in secrets if s in log]
+    assert not leaked, leaked[:3]

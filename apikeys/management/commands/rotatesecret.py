@@ -1,4 +1,5 @@
-"""``manage.py rotatesecret KEY [--require]``: new signing secret, printed once."""
+"""``manage.py rotatesecret KEY [--require] [--grace SECONDS]``: new signing secret,
+printed once; with ``--grace`` the previous one stays valid that long."""
 
 from typing import Any
 
@@ -15,14 +16,19 @@ class Command(BaseCommand):
         parser.add_argument("key")
         parser.add_argument("--require", action="store_true",
                             help="also require signed tokens for this key from now on")
+        parser.add_argument("--grace", type=int, default=0, metavar="SECONDS",
+                            help="keep accepting tokens signed with the previous secret "
+                            "for this many seconds (default 0: refuse them at once)")
 
     def handle(self, *args: Any, **options: Any) -> None:
         row = ApiKey.objects.filter(key=options["key"]).first()
         if row is None:
             raise CommandError("no such key")
-        secret = row.rotate_token_secret()
+        if options["grace"] < 0:
+            raise CommandError("--grace must be 0 or more seconds")
+        secret = row.rotate_token_secret(options["grace"])
         if options["require"]:
             row.require_signed_tokens = True
-        row.save(update_fields=["token_secret", "require_signed_tokens"])
+        row.save(update_fields=[*ApiKey.ROTATION_FIELDS, "require_signed_tokens"])
         forget_cached(row.key)
         self.stdout.write(secret)
