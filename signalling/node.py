@@ -1,9 +1,12 @@
 """This process as a node of the PeerServer: the one owner of its serving state.
 
 A :class:`Node` holds the hub (in-memory, or Redis-backed with ``REDIS_URL``), the
-per-address guard, the address bans and the drain state. ``get_node()`` gives the
-process's node; ``signalling.runtime.get_hub()`` and ``get_ip_guard()`` are shortcuts to
-its parts, so call sites stay one line.
+per-address guard, the address bans, the session recorder, the key watcher, the tenant
+cache, the control-plane listener, the readiness probe and the drain state, each built
+on first use. ``get_node()`` gives the process's node; ``signalling.runtime.get_hub()``,
+``get_ip_guard()``, ``sessions.get_recorder()``, ``keywatch.get_key_watcher()`` and
+``apikeys.tenants.get_tenant()`` are shortcuts to its parts, so call sites stay one
+line.
 
 Draining (on SIGTERM): the node stops admitting peers (``/readyz`` answers 503, new
 sockets get ``ERROR`` "Server is temporarily unavailable"), then closes its peers'
@@ -27,8 +30,11 @@ from signalling.guards import IpGuard
 from signalling.hub import LocalHub
 
 if TYPE_CHECKING:
+    from apikeys.tenants import TenantCache
     from signalling.control_listener import ControlListener
     from signalling.health import ReadinessProbe
+    from signalling.keywatch import KeyWatcher
+    from signalling.sessions import SessionRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +54,9 @@ class Node:
         self._guard: IpGuard | None = None
         self._probe: ReadinessProbe | None = None
         self._control: ControlListener | None = None
+        self._recorder: SessionRecorder | None = None
+        self._key_watcher: KeyWatcher | None = None
+        self._tenants: TenantCache | None = None
         self.bans = BanList()
         self._drain: asyncio.Task[None] | None = None
         self.draining = False
@@ -90,6 +99,39 @@ class Node:
             self._control = ControlListener(
                 self, settings.PEERHUB_CONTROL_RECONCILE_MS / 1000)
         return self._control
+
+    @property
+    def recorder(self) -> SessionRecorder:
+        """The session recorder (batched database writes of session rows)."""
+        if self._recorder is None:
+            from signalling.sessions import SessionRecorder
+
+            self._recorder = SessionRecorder(self.name)
+        return self._recorder
+
+    @property
+    def key_watcher(self) -> KeyWatcher:
+        """The key watcher (closes the peers of keys switched off; started lazily)."""
+        if self._key_watcher is None:
+            from signalling.keywatch import KeyWatcher
+
+            self._key_watcher = KeyWatcher(settings.PEERHUB_KEY_WATCH_MS / 1000)
+        return self._key_watcher
+
+    def forget_key_watcher(self) -> None:
+        """Stop the key watcher and build a new one on next use (tests)."""
+        if self._key_watcher is not None:
+            self._key_watcher.stop()
+        self._key_watcher = None
+
+    @property
+    def tenants(self) -> TenantCache:
+        """The tenant cache (a key's settings, one query per key per KEY_CACHE_SECONDS)."""
+        if self._tenants is None:
+            from apikeys.tenants import TenantCache
+
+            self._tenants = TenantCache()
+        return self._tenants
 
     @property
     def probe(self) -> ReadinessProbe:
@@ -146,10 +188,13 @@ class Node:
         await hub.stop()
         if self._control is not None:
             await self._control.stop()
+        if self._key_watcher is not None:
+            self._key_watcher.stop()
         logger.info("drained %d peers in %.1fs", total, time.monotonic() - started)
 
 
 _node: Node | None = None
+_kept_recorder: SessionRecorder | None = None  # carried over a reset_node() (tests)
 
 
 def get_node() -> Node:
@@ -160,11 +205,17 @@ def get_node() -> Node:
 
         _node = Node(node_name(), settings.REDIS_URL, settings.REDIS_PREFIX,
                      float(settings.PEERHUB_DRAIN_WINDOW))
+        _node._recorder = _kept_recorder
     return _node
 
 
 def reset_node() -> None:
-    """Forget the node and the cached configuration (tests only)."""
-    global _node
+    """Forget the node and the cached configuration (tests only).
+
+    The session recorder is kept: it holds rows not yet written (and its exit hook)."""
+    global _node, _kept_recorder
+    if _node is not None:
+        _node.forget_key_watcher()
+        _kept_recorder = _node._recorder or _kept_recorder
     _node = None
     get_config.cache_clear()
