@@ -34,16 +34,13 @@ from redis.exceptions import RedisError
 
 from signalling import redis_scripts as lua
 from signalling.batcher import Batcher
-from signalling.decisions import Claim
+from signalling.decisions import Claim, Route, Where, decide_handover, decide_route, needs_lookup
 from signalling.errors import ClusterUnavailable, NodeDraining
 from signalling.hub import Endpoint, Limits, LocalHub
 from signalling.names import Names
 from signalling.protocol import (
     ID_TAKEN_FRAME,
-    QUEUED_TYPES,
-    RELAYED_TYPES,
     ClientMessage,
-    MessageType,
     expire_frame,
     relay_message,
 )
@@ -312,19 +309,20 @@ class RedisHub(LocalHub):
     # --- relay ------------------------------------------------------------------------
 
     async def relay(self, src: Endpoint, msg: ClientMessage) -> None:
-        """Deliver locally when possible; otherwise hand the message to the flusher."""
+        """Deliver locally when possible; otherwise hand the message to the flusher,
+        which looks the destination up in the cluster (``decide_handover``)."""
         dst = msg.dst
-        if dst is not None:
-            target = self._peers.get((src.key, dst))
-            if target is not None and msg.type in RELAYED_TYPES:
-                await target.deliver(relay_message(msg, src.peer_id))
-                return
-            if msg.type in RELAYED_TYPES:
-                self._post(_Outgoing(src, src.key, dst, relay_message(msg, src.peer_id),
-                                     msg.type in QUEUED_TYPES))
-                return
-        if dst is None and msg.type == MessageType.LEAVE:
+        target = None if dst is None else self._peers.get((src.key, dst))
+        route = decide_route(msg.type, dst, target is not None)
+        if route is Route.DELIVER:
+            assert target is not None
+            await target.deliver(relay_message(msg, src.peer_id))
+        elif route is Route.UNREGISTER:
             await self.unregister(src)
+        elif dst is not None and needs_lookup(msg.type, dst):
+            # Not here: perhaps on another node. QUEUE means it may wait offline.
+            self._post(_Outgoing(src, src.key, dst, relay_message(msg, src.peer_id),
+                                 route is Route.QUEUE))
 
     async def send_to(self, key: str, peer_id: str, frame: str) -> None:
         """Deliver a server frame wherever ``peer_id`` is; never queued."""
@@ -362,15 +360,22 @@ class RedisHub(LocalHub):
         offline: list[_Outgoing] = []
         for b in batch:
             node = where.get((b.key, b.dst))
-            if node == self.node_id:
-                here = self._peers.get((b.key, b.dst))
-                if here is not None:  # it registered here since the message was posted
-                    await here.deliver(b.frame)
-                    continue
-            if node is None or node == self.node_id:
-                if b.queueable:
+            here = self._peers.get((b.key, b.dst)) if node == self.node_id else None
+            # A lease of ours without a local endpoint is a claim in progress or one
+            # being released: treated as nowhere (ENQUEUE then re-checks the lease).
+            route = decide_handover(
+                Where.HERE if here is not None else
+                Where.ELSEWHERE if node is not None and node != self.node_id else
+                Where.NOWHERE, b.queueable)
+            if route is Route.DELIVER:
+                assert here is not None
+                await here.deliver(b.frame)  # it registered here since it was posted
+                continue
+            if route is not Route.FORWARD:
+                if route is Route.QUEUE:
                     offline.append(b)
                 continue
+            assert node is not None
             per_node[node].append(["m", b.key, b.dst, b.frame, "1" if b.queueable else ""])
             per_node_items[node].append(b)
         pipe = self._redis.pipeline(transaction=False)

@@ -181,3 +181,29 @@ async def test_the_key_limit_counts_claims_within_one_batch(hubs: tuple) -> None
                                     for i in range(8)))
     assert claims.count(Claim.NEW) == 5
     assert claims.count(Claim.LIMIT) == 3
+
+
+# --- the cluster's routing decision ---------------------------------------------------
+
+def test_handover_delivers_here_forwards_elsewhere_and_queues_only_what_may_wait() -> None:
+    from signalling.decisions import Route, Where, decide_handover
+
+    assert decide_handover(Where.HERE, False) is Route.DELIVER
+    assert decide_handover(Where.ELSEWHERE, False) is Route.FORWARD
+    assert decide_handover(Where.ELSEWHERE, True) is Route.FORWARD
+    assert decide_handover(Where.NOWHERE, True) is Route.QUEUE
+    assert decide_handover(Where.NOWHERE, False) is Route.DROP
+
+
+async def test_a_message_to_a_peer_on_the_other_hub_crosses_and_leave_unregisters(
+        hubs: tuple) -> None:
+    h1, h2 = hubs
+    a, b = Recorder("k", "a"), Recorder("k", "b")
+    assert await h1.register(a, LIMITS) is Claim.NEW
+    assert await h2.register(b, LIMITS) is Claim.NEW
+    await h1.relay(a, parse_client_frame(json.dumps(
+        {"type": "ANSWER", "dst": "b", "payload": {"x": 1}})))
+    await until(lambda: b.frames)
+    assert b.frames == [{"type": "ANSWER", "src": "a", "dst": "b", "payload": {"x": 1}}]
+    await h2.relay(b, parse_client_frame(json.dumps({"type": "LEAVE"})))
+    assert await h1.peer_ids("k") == ["a"]
