@@ -3,8 +3,9 @@
 Measured: cross-node relay (the burst), connections per second to OPEN over both nodes,
 a 1,000-peer crowd arriving at once and its reload with new tokens on the other node
 (beside peerjs-server's single process), and the Redis commands each admitted peer and
-each cross-node message cost. When ``redis-server`` is installed the phase runs on a
-private one (its command counts are then the cluster's alone). If the nodes do not
+each cross-node message cost (``INFO commandstats`` deltas: exact with
+``--private-redis``, which runs the phase on a redis-server of its own; on a shared
+Redis they include other clients' commands). If the nodes do not
 deliver to each other the phase reports ``n/a (cluster mode not available)``.
 """
 
@@ -36,6 +37,7 @@ class ClusterSetup:
 
     redis_url: str
     database_url: str = ""  # empty: a SQLite file in the run's work directory
+    private_redis: bool = False  # start a redis-server of the phase's own
 
 
 def redis_answers(url: str, timeout: float = 2.0) -> bool:
@@ -71,9 +73,10 @@ def prepare_database(setup: ClusterSetup, workdir: Path, shared: dict[str, str],
 
 
 @contextmanager
-def private_redis(workdir: Path) -> Iterator[str | None]:
-    """A redis-server of the phase's own on a free port (None if none is installed)."""
-    exe = shutil.which("redis-server")
+def private_redis(workdir: Path, wanted: bool) -> Iterator[str | None]:
+    """A redis-server of the phase's own on a free port (None if not wanted or none is
+    installed)."""
+    exe = shutil.which("redis-server") if wanted else None
     if exe is None:
         yield None
         return
@@ -98,7 +101,7 @@ async def run_cluster(setup: ClusterSetup, workdir: Path, prefix: str, sizes: Si
                       template: Path | None = None) -> scenarios.ClusterResult:
     """Start two nodes, put half the peers on each and relay across; then admission."""
     workdir.mkdir(parents=True, exist_ok=True)
-    with private_redis(workdir) as own:
+    with private_redis(workdir, setup.private_redis) as own:
         if own is not None:
             setup = ClusterSetup(own, setup.database_url)
         if not redis_answers(setup.redis_url):
