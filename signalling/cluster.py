@@ -197,11 +197,9 @@ class RedisHub(LocalHub):
         local = self._peers.get((ep.key, ep.peer_id))
         if local is None and len(self._peers) >= limits.server_limit:
             return Claim.LIMIT
-        try:
-            # A peer registered here must be able to receive from other nodes at once.
-            await asyncio.wait_for(self._subscribed.wait(), _SUBSCRIBE_WAIT)
-        except TimeoutError as exc:
-            raise ClusterUnavailable("not subscribed to this node's channel") from exc
+        # A peer registered here must be able to receive from other nodes at once.
+        if not self._subscribed.is_set() and not await self.wait_subscribed(_SUBSCRIBE_WAIT):
+            raise ClusterUnavailable("not subscribed to this node's channel")
         try:
             claim, previous = await self._claims.submit(_ClaimRequest(ep, limits))
         except RedisError as exc:
