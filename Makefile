@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PEERJS_03 := .vendor/peerjs-0.3.14/peer.js
 
-.PHONY: run test setup test-setup lint check bench clean
+.PHONY: run test setup test-setup lint check bench autobahn clean
 
 run: setup
 	$(BIN)/python manage.py migrate_locked --noinput -v 0
@@ -13,10 +13,11 @@ run: setup
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: requirements.txt
+$(VENV)/.installed: requirements.txt client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -r requirements.txt
+	$(BIN)/pip install -q -e ./client
 	touch $@
 
 test-setup: setup $(VENV)/.test-installed node_modules/.installed $(PEERJS_03)
@@ -46,6 +47,11 @@ test: test-setup lint
 bench: test-setup
 	$(BIN)/pip install -q -r bench/requirements.txt
 	$(BIN)/python -m bench
+
+# Autobahn|Testsuite's fuzzingclient (Python 2.7, its own virtualenv in .vendor/) against
+# the websocket front with an echo app; the HTML report goes to var/autobahn/.
+autobahn: test-setup
+	$(BIN)/python -m bench.autobahn --report-dir var/autobahn
 
 clean:
 	rm -rf $(VENV) node_modules .vendor var

@@ -127,6 +127,7 @@ def write_json(run: Run, header: list[str], path: Path) -> None:
         "sizes": asdict(run.sizes),
         "results": {name: asdict(res) for name, res in run.results.items()},
         "cluster": asdict(run.cluster) if run.cluster is not None else None,
+        "client": asdict(run.client) if run.client is not None else None,
         "errors": run.errors,
     }
     path.write_text(json.dumps(data, indent=1, default=str) + "\n")

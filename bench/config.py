@@ -24,9 +24,13 @@ class Sizes:
     capacity_steps: tuple[int, ...]  # peer counts tried, in order
     capacity_hold: float  # seconds each step is held, heartbeating, before the check
     cluster_reps: int
+    slowdrip_reps: int = 3  # each: one write, one drip, one run of pongs
     capacity_concurrency: int = 50  # gentler than the connect test: holding is measured
     capacity_connect_timeout: float = 60.0  # seconds a handshake may take there
     heartbeat_interval: float = 5.0
+    http_requests: int = 5000  # GET {key}/id requests per repetition of an HTTP row
+    join_peers: int = 2000  # joins (GET id, then websocket to OPEN) per repetition
+    http_reps: int = 3
     timeout: float = 30.0  # longest wait for a burst to arrive
 
     @property
@@ -50,5 +54,6 @@ QUICK = Sizes(
     latency_rate=2000, latency_seconds=1.5, latency_reps=1,
     cpu_peers=500, cpu_window=2.0, cpu_windows=1,
     capacity_steps=(250, 500), capacity_hold=1.0,
-    cluster_reps=1,
+    cluster_reps=1, slowdrip_reps=1,
+    http_requests=500, join_peers=200, http_reps=1,
 )

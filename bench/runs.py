@@ -1,10 +1,10 @@
-"""The run: what it measured, and its three phases.
+"""The run: what it measured, and its four phases.
 
 (1) Both servers up side by side, repetitions alternating between them so that noise
 from other work on the machine falls on both: connections per second, the burst,
 latency at a fixed rate. (2) On a fresh process of each in turn, heartbeating peers
 stepped up for CPU, memory and capacity. (3) A two-node peerhub cluster on Redis for
-cross-node relay.
+cross-node relay. (4) A 256 KiB message trickled in 10-byte writes (bench/slowdrip.py).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios, servers
+from bench import clientbench, http_rows, scenarios, servers, slowdrip
 from bench.cluster import ClusterSetup, run_cluster
 from bench.config import Sizes
 from bench.peers import Tally, close_all, open_peers
@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 PEERHUB = "peerhub"
 PEERJS = "peerjs-server"
-PHASES = ("single", "capacity", "cluster")
+PHASES = ("single", "capacity", "cluster", "slowdrip", "client")
 
 
 @dataclass
@@ -39,6 +39,7 @@ class Results:
     bursts: list[scenarios.BurstSample] = field(default_factory=list)
     latencies: list[scenarios.LatencySample] = field(default_factory=list)
     capacity: scenarios.CapacityResult | None = None
+    slowdrip: slowdrip.SlowDripResult | None = None
 
 
 @dataclass
@@ -51,9 +52,11 @@ class Run:
     results: dict[str, Results] = field(
         default_factory=lambda: {PEERHUB: Results(), PEERJS: Results()})
     cluster: scenarios.ClusterResult | None = None
+    client: clientbench.ClientResult | None = None
     profile_dir: Path | None = None
     profile_summary: str = ""
     errors: list[str] = field(default_factory=list)
+    http: dict[str, dict[str, list[http_rows.HttpSample]]] = field(default_factory=dict)
 
 
 # --- phase 1: both servers side by side ---------------------------------------------
@@ -97,6 +100,9 @@ async def phase_single(run: Run) -> None:
                 logger.info("%s connects rep %d: %.0f/s", name, rep, sample.rate)
         if run.profile_dir is not None:
             await profile_connects(run, procs[PEERHUB])
+        run.http = await http_rows.run_rows(
+            {n: (s.target(), s.pid) for n, s in procs.items()}, sizes.http_reps,
+            sizes.http_requests, sizes.join_peers, lambda: settle(procs))
         await relay_rounds(run, procs)
 
 
@@ -236,7 +242,22 @@ async def phase_cluster(run: Run, setup: ClusterSetup) -> None:
                                     run.sizes, run.workdir / "peerhub" / "peerhub.sqlite3")
 
 
+# --- phase 4: slow drip -------------------------------------------------------------
+
+
+async def phase_slowdrip(run: Run) -> None:
+    """A 256 KiB message in 10-byte writes against one write (bench/slowdrip.py)."""
+    found = await slowdrip.measure(run.workdir, run.prefix, run.sizes.slowdrip_reps)
+    for name, result in found.items():
+        run.results[name].slowdrip = result
+
+
 PhaseFn = Callable[[Run, ClusterSetup], Coroutine[Any, Any, None]]
+
+
+async def phase_client(run: Run) -> None:
+    """The Python client next to Chromium (bench/clientbench.py)."""
+    run.client = await clientbench.measure(run.workdir)
 
 
 async def run_phases(run: Run, phases: set[str], setup: ClusterSetup) -> None:
@@ -245,6 +266,8 @@ async def run_phases(run: Run, phases: set[str], setup: ClusterSetup) -> None:
         "single": lambda r, _: phase_single(r),
         "capacity": lambda r, _: phase_capacity(r),
         "cluster": phase_cluster,
+        "slowdrip": lambda r, _: phase_slowdrip(r),
+        "client": lambda r, _: phase_client(r),
     }
     for name in PHASES:
         if name not in phases:

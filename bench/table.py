@@ -6,7 +6,7 @@ import os
 import platform
 import subprocess
 
-from bench import report, scenarios, servers, stats
+from bench import clientbench, http_rows, report, scenarios, servers, slowdrip, stats
 from bench.config import Sizes
 from bench.runs import PEERHUB, PEERJS, Results, Run
 
@@ -33,8 +33,10 @@ def rows(run: Run) -> list[report.Row]:
         ms_row(f"relay latency p99 at {sizes.latency_rate:,} msg/s, ms (lower is better)",
                [s.p99_ms for s in hub.latencies], [s.p99_ms for s in ref.latencies]),
     ]
+    out[1:1] = http_rows.table_rows(run.http, PEERHUB, PEERJS)
     out += capacity_rows(hub.capacity, ref.capacity, sizes)
     out.append(cluster_row(run.cluster, stats.median([s.rate for s in hub.bursts])))
+    out += slowdrip.rows(hub.slowdrip, ref.slowdrip)
     out += admission_rows(run.cluster, stats.median([s.rate for s in hub.connects]), sizes)
     return out
 
@@ -194,8 +196,12 @@ def tool_version(argv: list[str]) -> str:
 def print_report(run: Run, header: list[str], seconds: float) -> None:
     """Print the table and the notes under it."""
     headers = ["metric (median of repetitions)", PEERHUB, f"{PEERJS} 1.0.2", "peerhub / peerjs"]
-    print()
-    print(report.markdown_table(headers, rows(run)))
+    if run.client is None or run.cluster or any(r != Results() for r in run.results.values()):
+        print()
+        print(report.markdown_table(headers, rows(run)))
+    if run.client is not None:
+        print("\nThe Python client's data channels (client phase):\n")
+        print(clientbench.table(run.client))
     print()
     print("\n".join(header))
     print(f"- wall time of this run: {seconds:.0f} s")

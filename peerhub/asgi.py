@@ -1,4 +1,5 @@
-"""ASGI entry point: Django for HTTP, the PeerJS consumer at ``{path}peerjs``."""
+"""ASGI entry point: the PeerJS HTTP routes, Django for the rest of HTTP, and the PeerJS
+consumer at ``{path}peerjs``."""
 
 from __future__ import annotations
 
@@ -21,7 +22,9 @@ from peerhub.proxy_asgi import ProxyHeaders  # noqa: E402
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
 from signalling.health import ROUTES as HEALTH_ROUTES  # noqa: E402
+from signalling.http_api import peerjs_http_app  # noqa: E402
 from signalling.node import get_node  # noqa: E402
+from signalling.unavailable import refusal, send_refusal  # noqa: E402
 
 
 async def drain() -> None:
@@ -34,6 +37,7 @@ if "twisted.internet.reactor" in sys.modules:  # running under daphne
     from twisted.internet import reactor
 
     daphne_compat.on_shutdown(drain)
+
     def _start_node() -> None:
         # daphne may import this module before or after its loop runs: either way the
         # node's background work (hub tasks, control listener) starts once it does.
@@ -56,12 +60,22 @@ async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """``GET /healthz`` and ``/readyz`` (signalling.health), everything else to Django."""
+    """``GET /healthz`` and ``/readyz`` (signalling.health); the PeerJS routes as plain
+    ASGI apps (no Django request cycle), refused with 503 while this node drains and 403
+    for a banned address; Django otherwise."""
     health = HEALTH_ROUTES.get(scope["path"])
     if health is not None and scope["method"] in ("GET", "HEAD"):
         await health(scope, receive, send)
         return
-    await django_http(scope, receive, send)
+    app = peerjs_http_app(scope["path"])
+    if app is None:
+        await django_http(scope, receive, send)
+        return
+    refused = refusal(scope)
+    if refused is not None:
+        await send_refusal(refused, receive, send)
+        return
+    await app(scope, receive, send)
 
 
 application = ProxyHeaders(

@@ -21,7 +21,9 @@ actually written.
 
 3. A bounded send buffer. Twisted buffers whatever is written to a socket the peer does
 not read, without limit. A socket with more than ``limit`` bytes waiting is dropped,
-so a peer that never reads cannot grow the server's memory.
+so a peer that never reads cannot grow the server's memory. The same holds for a
+streaming HTTP response (the 0.3.x XHR stream): past ``limit`` bytes waiting the
+connection is aborted and the application gets ``http.disconnect``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pprint import pformat
 from typing import Any
 
 from autobahn.websocket import protocol as autobahn_protocol
+from daphne.http_protocol import WebRequest
 from daphne.ws_protocol import WebSocketProtocol
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,7 @@ logger = logging.getLogger(__name__)
 SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
 _original_server_close = WebSocketProtocol.serverClose
 _original_server_send = WebSocketProtocol.serverSend
+_original_http_reply = WebRequest.handle_reply
 _send_buffer_limit = 2 * 1024 * 1024
 
 
@@ -60,6 +64,17 @@ def _server_send(self: Any, content: Any, binary: bool = False) -> None:
         self.transport.abortConnection()
         return
     _original_server_send(self, content, binary)
+
+
+def _http_reply(self: Any, message: dict[str, Any]) -> None:
+    transport = None if self.channel is None else self.channel.transport
+    if (message.get("type") == "http.response.body" and transport is not None
+            and buffered_bytes(transport) > _send_buffer_limit):
+        logger.warning("dropping an HTTP response that is not read (%d bytes waiting)",
+                       buffered_bytes(transport))
+        transport.abortConnection()
+        return
+    _original_http_reply(self, message)
 
 
 def _server_close(self: Any, code: int | None = None) -> None:
@@ -92,6 +107,7 @@ def install(send_buffer_limit: int) -> None:
     autobahn_protocol.pformat = _LazyFormat  # type: ignore[assignment]
     WebSocketProtocol.serverClose = _server_close
     WebSocketProtocol.serverSend = _server_send
+    WebRequest.handle_reply = _http_reply
 
 
 def on_shutdown(close_all: Callable[[], Awaitable[None]]) -> None:

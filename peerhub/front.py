@@ -44,6 +44,11 @@ HIGH_WATER = 256
 LOW_WATER = 64
 #: Seconds a closing socket waits for the client's close frame.
 CLOSE_TIMEOUT = 5.0
+#: A read this small that leaves a frame unfinished is a trickle (browsers write each
+#: frame whole): the socket is then read again only after DRIP_PAUSE seconds, so that a
+#: sender dripping a frame in tiny writes costs reads per DRIP_PAUSE, not per write.
+DRIP_READ = 512
+DRIP_PAUSE = 0.05
 
 CONNECTING, OPEN, CLOSING, CLOSED = range(4)
 #: Request headers kept in a socket's scope, which lives as long as the socket: the ones
@@ -240,7 +245,7 @@ class WebSocket(asyncio.Protocol):
 
     __slots__ = ("front", "transport", "scope", "key", "state", "reader", "events", "waiter",
                  "paused", "seen", "ping_sent", "close_code", "_close_timer", "_limit",
-                 "_out", "_loop", "task")
+                 "_out", "_loop", "task", "_drip_timer")
 
     def __init__(self, front: Front, transport: asyncio.Transport, scope: Scope,
                  key: bytes):
@@ -260,6 +265,7 @@ class WebSocket(asyncio.Protocol):
         self._limit = front.options.send_buffer_limit
         self._out: list[bytes] = []  # frames written in this loop iteration, not yet sent
         self._loop = asyncio.get_running_loop()
+        self._drip_timer: asyncio.TimerHandle | None = None
         front.sockets.add(self)
         self.task: asyncio.Task[None] | None = self._loop.create_task(self._run())
 
@@ -272,6 +278,9 @@ class WebSocket(asyncio.Protocol):
         except wf.WebSocketError as exc:
             self._fail(exc.code, exc.reason)
             return
+        if len(data) < DRIP_READ and self.reader.buffered and self._drip_timer is None:
+            self.transport.pause_reading()
+            self._drip_timer = self._loop.call_later(DRIP_PAUSE, self._drip_resume)
         for opcode, payload in frames:
             if opcode == wf.OP_TEXT:
                 if self.state != OPEN:
@@ -292,6 +301,11 @@ class WebSocket(asyncio.Protocol):
                 self._client_closed(payload)
                 return
             # OP_PONG: being here is enough (self.seen)
+
+    def _drip_resume(self) -> None:
+        self._drip_timer = None
+        if not self.paused and self.state != CLOSED and not self.transport.is_closing():
+            self.transport.resume_reading()
 
     def _client_closed(self, payload: bytes) -> None:
         try:
@@ -320,6 +334,9 @@ class WebSocket(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._close_timer is not None:
             self._close_timer.cancel()
+        if self._drip_timer is not None:
+            self._drip_timer.cancel()
+            self._drip_timer = None
         self._disconnected()
 
     def pause_writing(self) -> None:
@@ -404,7 +421,8 @@ class WebSocket(asyncio.Protocol):
         event = events.pop(0)
         if self.paused and len(events) < LOW_WATER and self.state != CLOSED:
             self.paused = False
-            self.transport.resume_reading()
+            if self._drip_timer is None:
+                self.transport.resume_reading()
         return event
 
     async def send(self, message: Message) -> None:

@@ -77,7 +77,6 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "signalling.cors.PeerJSCorsMiddleware",
     "signalling.unavailable.ServiceUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "peerhub.staticfiles.StaticFilesMiddleware",

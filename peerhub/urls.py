@@ -1,27 +1,15 @@
-"""URL routes: the admin, the dashboard and the PeerServer's HTTP API under its path."""
+"""URL routes: the admin and the dashboard.
 
-import re
+The PeerServer's HTTP API under its path is not Django's: ``signalling.http_api`` serves
+it as plain ASGI applications (see ``peerhub.asgi``).
+"""
 
-from django.conf import settings
 from django.contrib import admin
-from django.urls import path, re_path
+from django.urls import path
 
 from apikeys.dashboard import dashboard
-from signalling import views
-
-_P = re.escape(settings.PEERHUB_PATH.lstrip("/"))
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("dashboard/", dashboard, name="peerhub-dashboard"),
-    re_path(rf"^{_P}$", views.banner),
-    re_path(rf"^{_P}(?P<key>[^/]+)/id/?$", views.new_id),
-    re_path(rf"^{_P}(?P<key>[^/]+)/peers/?$", views.peers),
-    re_path(rf"^{_P}(?P<key>[^/]+)/ice/?$", views.ice_servers),
-    re_path(rf"^{_P}(?P<key>[^/]+)/(?P<peer_id>[^/]+)/(?P<token>[^/]+)/id/?$",
-            views.legacy_stream),
-    re_path(rf"^{_P}(?P<key>[^/]+)/(?P<peer_id>[^/]+)/(?P<token>[^/]+)/"
-            r"(?P<action>offer|candidate|answer|leave)/?$", views.legacy_signal),
 ]
-if settings.PEERHUB_PATH != "/":
-    urlpatterns.append(re_path(rf"^{re.escape(settings.PEERHUB_PATH.strip('/'))}$", views.banner))

@@ -38,9 +38,12 @@ CLOSE_ABNORMAL = 1006
 
 #: Head of an HTTP request larger than this is not read by the front.
 MAX_HEAD_SIZE = 16384
-#: Non-empty fragments one message may have (a message of many tiny fragments is a
-#: way to make the server do work without ever finishing a message).
+#: Fragments of any size one message may have, empty ones included (a message of many
+#: tiny fragments is a way to make the server do work without ever finishing a message)...
 MAX_FRAGMENTS = 1024
+#: ... and one more for every this many bytes it holds (fragments that carry this much
+#: cost no more than the bytes they carry, which ``max_size`` bounds).
+MIN_FRAGMENT_SIZE = 64
 
 
 class WebSocketError(Exception):
@@ -188,50 +191,121 @@ class FrameReader:
     (reassembled, unmasked) message, or a control frame. Text is not decoded here.
     A message larger than ``max_size`` raises :class:`WebSocketError` (1009) as soon as
     its header says so, before its payload is buffered.
+
+    The cost is linear in the bytes received however they are split into reads: bytes
+    that do not finish a frame wait in one buffer that only grows at its end; a frame's
+    header is parsed when it is all there and once more when the whole frame is (in
+    between, the reader only counts bytes), and each payload is unmasked once, in C.
+    Frames that arrive whole in one read are parsed straight from it, without passing
+    through the buffer.
+
+    ``frames_read`` counts every frame parsed off the wire: data, control and
+    continuation frames, empty ones included (the caller can charge a rate limit with
+    it, so that floods of pongs or of empty fragments are not free).
     """
 
-    __slots__ = ("max_size", "_buf", "_frag_op", "_frag", "_frag_len")
+    __slots__ = ("max_size", "frames_read", "headers_parsed", "_buf", "_need", "_frag_op",
+                 "_frag", "_frag_len", "_frag_count")
 
     def __init__(self, max_size: int):
         self.max_size = max_size
-        self._buf = b""
+        #: Frames parsed off the wire so far, of every kind.
+        self.frames_read = 0
+        #: Times a frame header was parsed: once per frame that arrives in one read, twice
+        #: for one split over reads (when its header is there, when all of it is), never
+        #: once per read. A measure of the reader's work, for tests.
+        self.headers_parsed = 0
+        self._buf = bytearray()  # bytes received that do not finish a frame yet
+        self._need = 0  # bytes ``_buf`` must hold before parsing is worth trying again
         self._frag_op = 0  # opcode of the fragmented message in progress, 0: none
         self._frag: list[bytes] = []
         self._frag_len = 0
+        self._frag_count = 0  # frames of that message so far, empty ones included
 
-    def feed(self, data: bytes) -> list[tuple[int, bytes]]:
+    @property
+    def buffered(self) -> int:
+        """Bytes received that wait for the rest of their frame (0: none)."""
+        return len(self._buf)
+
+    def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, bytes]]:
         """Consume ``data``; return the complete messages and control frames in it."""
-        buf = self._buf + data if self._buf else data
+        buf = self._buf
+        out: list[tuple[int, bytes]] = []
+        if not buf:
+            pos = self._parse(data, out)
+            if pos < len(data):
+                buf += memoryview(data)[pos:] if pos else data
+            return out
+        buf += data
+        if len(buf) < self._need:
+            return out
+        with memoryview(buf) as view:
+            pos = self._parse(view, out)
+        if pos:
+            del buf[:pos]  # CPython moves the start of a bytearray, not its bytes
+        return out
+
+    def _parse(self, buf: bytes | bytearray | memoryview, out: list[tuple[int, bytes]]) -> int:
+        """Parse whole frames from ``buf`` into ``out``; return the bytes consumed and set
+        ``_need`` to the bytes the next frame needs (counted from the returned offset)."""
         end = len(buf)
         pos = 0
-        out: list[tuple[int, bytes]] = []
-        while end - pos >= 2:
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
-            n = b1 & 0x7F
-            head = 2
-            if n == 126:
-                if end - pos < 4:
-                    break
-                n = (buf[pos + 2] << 8) | buf[pos + 3]
-                head = 4
-            elif n == 127:
-                if end - pos < 10:
-                    break
-                n = int.from_bytes(buf[pos + 2:pos + 10], "big")
-                head = 10
-            self._check_header(b0, b1, n)
-            start = pos + head + 4
-            stop = start + n
-            if stop > end:
-                break
-            payload = apply_mask(buf[start:stop], buf[start - 4:start]) if n else b""
-            pos = stop
-            msg = self._assemble(b0 & 0x80, b0 & 0x0F, payload)
-            if msg is not None:
-                out.append(msg)
-        self._buf = buf[pos:] if pos < end else b""
-        return out
+        frames = headers = 0
+        try:
+            while True:
+                left = end - pos
+                if left < 2:
+                    if left:
+                        self._need = 2
+                    return pos
+                b0 = buf[pos]
+                b1 = buf[pos + 1]
+                n = b1 & 0x7F
+                head = 6  # with the masking key
+                if n == 126:
+                    if left < 4:
+                        self._need = 4
+                        return pos
+                    n = (buf[pos + 2] << 8) | buf[pos + 3]
+                    head = 8
+                elif n == 127:
+                    if left < 10:
+                        self._need = 10
+                        return pos
+                    n = int.from_bytes(buf[pos + 2:pos + 10], "big")
+                    head = 14
+                headers += 1
+                if (b0 == 0x81 or b0 == 0x82) and b1 & 0x80 and not self._frag_op \
+                        and n <= self.max_size:
+                    whole = True  # the usual frame: a masked, final text or binary one
+                else:
+                    self._check_header(b0, b1, n)
+                    whole = False
+                start = pos + head
+                stop = start + n
+                if stop > end:
+                    self._need = stop - pos
+                    return pos
+                if not n:
+                    payload = b""
+                elif n < 4096 or type(buf) is not bytes:
+                    # (C and Python apply_mask take any buffer; the stub says bytes)
+                    mask = buf[start - 4:start]
+                    payload = apply_mask(buf[start:stop], mask)  # type: ignore[arg-type]
+                else:  # unmask straight from the read, without copying it first
+                    with memoryview(buf) as view:
+                        payload = apply_mask(view[start:stop], buf[start - 4:start])
+                pos = stop
+                frames += 1
+                if whole:
+                    out.append((b0 & 0x0F, payload))
+                    continue
+                msg = self._assemble(b0 & 0x80, b0 & 0x0F, payload)
+                if msg is not None:
+                    out.append(msg)
+        finally:
+            self.frames_read += frames
+            self.headers_parsed += headers
 
     def _check_header(self, b0: int, b1: int, n: int) -> None:
         opcode = b0 & 0x0F
@@ -256,19 +330,30 @@ class FrameReader:
         if opcode == OP_CONT:
             if not self._frag_op:
                 raise WebSocketError(CLOSE_PROTOCOL_ERROR, "continuation without a start")
-            if payload:
-                if len(self._frag) >= MAX_FRAGMENTS:
-                    raise WebSocketError(CLOSE_POLICY, "too many fragments")
-                self._frag.append(payload)
+            self._frag_count += 1
             self._frag_len += len(payload)
+            if too_many_fragments(self._frag_count, self._frag_len):
+                raise WebSocketError(CLOSE_POLICY, "too many fragments")
+            if payload:
+                self._frag.append(payload)
             if not fin:
                 return None
             msg = (self._frag_op, b"".join(self._frag))
-            self._frag_op, self._frag, self._frag_len = 0, [], 0
+            self._frag_op, self._frag, self._frag_len, self._frag_count = 0, [], 0, 0
             return msg
         if self._frag_op:
             raise WebSocketError(CLOSE_PROTOCOL_ERROR, "new message inside a fragmented one")
         if fin:
             return opcode, payload
         self._frag_op, self._frag, self._frag_len = opcode, [payload], len(payload)
+        self._frag_count = 1
         return None
+
+
+def too_many_fragments(count: int, size: int) -> bool:
+    """Tell whether a message of ``count`` fragments (empty ones included) holding
+    ``size`` bytes so far has too many: a message may have MAX_FRAGMENTS fragments of
+    any size, and one more for every MIN_FRAGMENT_SIZE bytes it holds. So a flood of
+    tiny or empty fragments is refused, while a big message sent in fragments of fair
+    size is not (Autobahn 9.3.1: an empty first frame, then 4 MiB in 64-byte ones)."""
+    return count > MAX_FRAGMENTS + size // MIN_FRAGMENT_SIZE

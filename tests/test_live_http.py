@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
+import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
+from pathlib import Path
 
 import pytest
+from websockets.asyncio.client import ClientConnection
 
-from signalling.protocol import BANNER, ID_PATTERN, STREAM_PADDING
-from tests.servers import LiveServer, manage
-from tests.wsclient import join, recv, send
+from signalling.protocol import BANNER, ID_PATTERN, STREAM_PADDING, Errors
+from tests.httpstream import HttpStream, open_stream, request_bytes
+from tests.servers import LiveServer, free_port, manage
+from tests.wsclient import join, nothing_arrives, open_socket, recv, send
 
 StartServer = Callable[..., AbstractContextManager[LiveServer]]
 ORIGIN = "http://app.example"
@@ -165,3 +171,316 @@ async def test_mount_path_moves_every_route(start_server: StartServer) -> None:
         assert http(server, "/peerjs/id")[0] == 404
         ws = await join(server, "M")
         await ws.close()
+
+
+# --- exact answers and errors, CORS on every one ----------------------------------------
+
+def test_head_is_served_wherever_get_is(peerhub_server: LiveServer) -> None:
+    status, headers, body = http(peerhub_server, "/peerjs/id", "HEAD", None, {"Origin": ORIGIN})
+    assert (status, body) == (200, b"")
+    assert headers["content-type"] == "text/html; charset=utf-8"
+    assert headers["access-control-allow-origin"] == ORIGIN
+
+
+@pytest.mark.parametrize(("method", "path", "status", "text"), [
+    ("POST", "/peerjs/id", 405, b"Method Not Allowed"),
+    ("DELETE", "/", 405, b"Method Not Allowed"),
+    ("GET", "/peerjs/A/tok/offer", 405, b"Method Not Allowed"),
+    ("GET", "/peerjs/A/tok/id", 405, b"Method Not Allowed"),
+    ("GET", "/no/such/route", 404, b"Not Found"),
+    ("GET", "/nosuchkey/id", 401, b"Unauthorized"),
+    ("GET", "/nosuchkey/ice?id=A", 401, b"Unauthorized"),
+    ("POST", "/nosuchkey/A/tok/offer", 401, b"Invalid key provided"),
+    ("POST", "/nosuchkey/A/tok/id", 401, b"Invalid key provided"),
+    ("POST", "/peerjs/nobody/tok/candidate", 401, b"Invalid token provided"),
+    ("POST", "/peerjs/a%01b/tok/id", 400, b"Invalid id provided"),
+    ("GET", "/peerjs/ice?id=a%01b", 400, b"Invalid id provided"),
+])
+def test_errors_are_precise_and_carry_cors(peerhub_server: LiveServer, method: str,
+                                           path: str, status: int, text: bytes) -> None:
+    body = b"{}" if method == "POST" else None
+    got, headers, answer = http(peerhub_server, path, method, body, {"Origin": ORIGIN})
+    assert (got, answer) == (status, text)
+    assert headers["access-control-allow-origin"] == ORIGIN
+    assert "Origin" in headers["vary"]
+    if status == 405:
+        assert headers["allow"] in ("GET, HEAD", "POST")
+
+
+async def test_post_with_a_malformed_message_is_400_with_the_reason(
+        peerhub_server: LiveServer) -> None:
+    peer_id = f"m{uuid.uuid4().hex[:8]}"
+    ws = await join(peerhub_server, peer_id, token="secret")
+    status, _, text = await asyncio.to_thread(
+        http, peerhub_server, f"/peerjs/{peer_id}/secret/offer", "POST", b"not json")
+    assert (status, text) == (400, b"Invalid message: not JSON")
+    await ws.close()
+
+
+# --- request bodies -----------------------------------------------------------------------
+
+async def test_bodies_past_max_message_size_are_413_and_an_honest_pair_keeps_relaying(
+        start_server: StartServer) -> None:
+    with start_server(MAX_MESSAGE_SIZE="2048") as server:
+        a = await join(server, "A", token="secret")
+        b = await join(server, "B")
+        big = json.dumps({"type": "OFFER", "dst": "B", "payload": "x" * 3000}).encode()
+        for path in ("/peerjs/A/secret/offer", "/peerjs/S/tok/id"):
+            status, headers, text = await asyncio.to_thread(
+                http, server, path, "POST", big, {"Origin": ORIGIN})
+            assert (status, text) == (413, b"Message too big"), path
+            assert headers["access-control-allow-origin"] == ORIGIN
+        # A body with no declared length is counted as it arrives.
+        reader, writer = await asyncio.open_connection(server.host, server.port)
+        chunks = b"".join(b"%x\r\n%s\r\n" % (len(c), c) for c in (big[:1500], big[1500:]))
+        writer.write(b"POST /peerjs/A/secret/offer HTTP/1.1\r\nHost: x\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n" + chunks + b"0\r\n\r\n")
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        assert head.startswith(b"HTTP/1.1 413 "), head
+        writer.close()
+        await send(a, type="OFFER", dst="B", payload="small")
+        assert await recv(b) == {"type": "OFFER", "src": "A", "dst": "B", "payload": "small"}
+        assert await nothing_arrives(b)  # none of the refused bodies was relayed
+        await a.close()
+        await b.close()
+
+
+# --- the 0.3.x stream's limits ------------------------------------------------------------
+
+async def test_stream_for_an_id_held_by_another_token_gets_id_taken_in_band(
+        peerhub_server: LiveServer) -> None:
+    peer_id = f"h{uuid.uuid4().hex[:8]}"
+    ws = await join(peerhub_server, peer_id, token="mine")
+    stream = await open_stream(peerhub_server, peer_id, "other", headers={"Origin": ORIGIN})
+    assert stream.status == 200 and stream.headers["access-control-allow-origin"] == ORIGIN
+    assert await stream.line() == STREAM_PADDING.encode()
+    assert json.loads(await stream.line()) == {"type": "ID-TAKEN",
+                                               "payload": {"msg": "ID is taken"}}
+    assert await stream.rest() == b""
+    stream.close()
+    same = await open_stream(peerhub_server, peer_id, "mine")
+    assert same.status == 204  # its websocket holds the id: nothing to add
+    same.close()
+    await ws.close()
+
+
+async def test_streams_count_against_the_per_address_limit(start_server: StartServer) -> None:
+    with start_server(MAX_SOCKETS_PER_IP="3") as server:
+        streams = [await open_stream(server, f"s{i}", "tok") for i in range(3)]
+        for stream in streams:
+            assert stream.status == 200
+            assert await stream.line() == STREAM_PADDING.encode()
+            assert await stream.line() == b'{"type":"OPEN"}\n'
+        fourth = await open_stream(server, "s3", "tok")
+        assert fourth.status == 200 and await fourth.line() == STREAM_PADDING.encode()
+        assert json.loads(await fourth.line()) == {
+            "type": "ERROR", "payload": {"msg": Errors.IP_SOCKETS}}
+        assert await fourth.rest() == b""
+        fourth.close()
+        ws = await open_socket(server, "w", "tok")  # one limit for both transports
+        assert await recv(ws) == {"type": "ERROR", "payload": {"msg": Errors.IP_SOCKETS}}
+        await ws.close()
+        streams[0].close()  # its place (and its id) are given back
+
+        async def opens_again() -> bool:
+            again = await open_stream(server, "s0", "tok2")
+            await again.line()
+            opened = await again.line() == b'{"type":"OPEN"}\n'
+            if not opened:
+                again.close()
+            else:
+                streams.append(again)
+            return opened
+
+        await poll(opens_again)
+        for stream in streams[1:]:
+            stream.close()
+
+
+async def stream_answer(stream: HttpStream) -> dict[str, object]:
+    """The first frame after a stream's padding."""
+    assert stream.status == 200 and await stream.line() == STREAM_PADDING.encode()
+    return dict(json.loads(await stream.line()))
+
+
+async def test_a_stream_past_the_concurrent_limit_is_refused_in_band(
+        start_server: StartServer) -> None:
+    with start_server(CONCURRENT_LIMIT="2") as server:
+        first = await open_stream(server, "s0", "tok")
+        ws = await join(server, "w0")  # websockets and streams count alike
+        third = await open_stream(server, "s1", "tok")
+        assert await stream_answer(third) == {
+            "type": "ERROR", "payload": {"msg": Errors.CONNECTION_LIMIT_EXCEED}}
+        assert await third.rest() == b""
+        for stream in (first, third):
+            stream.close()
+        await ws.close()
+
+
+async def test_new_streams_count_against_the_connect_rate(start_server: StartServer) -> None:
+    with start_server(CONNECT_RATE="1", CONNECT_BURST="2") as server:
+        started = time.monotonic()
+        streams = [await open_stream(server, f"s{i}", "tok") for i in range(6)]
+        elapsed = time.monotonic() - started
+        answers = [await stream_answer(stream) for stream in streams]
+        opened = answers.count({"type": "OPEN"})
+        assert answers[:2] == [{"type": "OPEN"}] * 2
+        assert opened <= 2 + int(elapsed) + 1, (answers, elapsed)
+        assert {"type": "ERROR", "payload": {"msg": Errors.IP_RATE}} in answers
+        for stream in streams:
+            stream.close()
+
+
+async def test_posted_messages_count_against_the_per_peer_rate(
+        start_server: StartServer) -> None:
+    with start_server(RATE_LIMIT="1", RATE_BURST="5") as server:
+        a = await join(server, "A", token="secret")
+        b = await join(server, "B")
+        body = json.dumps({"type": "CANDIDATE", "dst": "B", "payload": 1}).encode()
+        started = time.monotonic()
+        answers = [await asyncio.to_thread(http, server, "/peerjs/A/secret/candidate",
+                                           "POST", body, {"Origin": ORIGIN})
+                   for _ in range(20)]
+        elapsed = time.monotonic() - started
+        statuses = [status for status, _, _ in answers]
+        ok = statuses.count(200)
+        assert statuses[:5] == [200] * 5
+        assert ok <= 5 + int(elapsed) + 1, (statuses, elapsed)
+        refused = [(s, t) for s, h, t in answers if s != 200]
+        assert refused and set(refused) == {(429, b"Rate limit exceeded")}
+        assert all(h["access-control-allow-origin"] == ORIGIN for _, h, _ in answers)
+        for _ in range(ok):
+            assert (await recv(b))["type"] == "CANDIDATE"
+        assert await nothing_arrives(b)
+        await a.close()
+        await b.close()
+
+
+def memory(pid: int, field: str = "VmRSS") -> int:
+    """A process's resident set size (``VmHWM``: its peak so far), from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no {field}")
+
+
+def open_deaf_stream(server: LiveServer, peer_id: str) -> socket.socket:
+    """A 0.3.x stream whose client reads up to its OPEN, then nothing more."""
+    sock = socket.create_connection((server.host, server.port), timeout=10)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.sendall(request_bytes(server, "POST", f"/peerjs/{peer_id}/tok/id?i=0"))
+    seen = b""
+    while b'{"type":"OPEN"}\n' not in seen:
+        data = sock.recv(4096)
+        assert data, seen
+        seen += data
+    return sock
+
+
+async def test_a_stream_that_does_not_read_is_ended_and_memory_stays_bounded(
+        start_server: StartServer) -> None:
+    """Two websocket peers feed 60 KB OFFERs (90 MB in all, paced within their rate) to
+    a 0.3.x stream whose client stopped reading: once SEND_BUFFER_LIMIT bytes wait the
+    stream is ended and its id freed, the server's peak memory stays far below what was
+    sent, and the senders keep relaying."""
+    with start_server(SEND_BUFFER_LIMIT="262144", QUEUE_LIMIT="5") as server:
+        sock = await asyncio.to_thread(open_deaf_stream, server, "deaf")
+        senders = [await join(server, f"w{i}") for i in range(2)]
+        before = memory(server.process.pid)
+        payload = "x" * 60_000
+        for n in range(1500):
+            await send(senders[n % 2], type="OFFER", dst="deaf", payload=payload)
+            if n % 2:
+                await asyncio.sleep(0.004)  # no burst fills the buffer in one go
+
+        async def id_is_free() -> bool:
+            ws = await open_socket(server, "deaf", "another")
+            first = await recv(ws)
+            await ws.close()
+            return bool(first == {"type": "OPEN"})
+
+        await poll(id_is_free)
+        grown = memory(server.process.pid, "VmHWM") - before
+        assert grown < 40 * 1024 * 1024, f"peak grew {grown / 1e6:.0f} MB for 90 MB sent"
+        assert "not read" in server.log()
+        await send(senders[0], type="CANDIDATE", dst="w1", payload="still here")
+        while (frame := await recv(senders[1]))["type"] == "EXPIRE":
+            pass
+        assert frame == {"type": "CANDIDATE", "src": "w0", "dst": "w1", "payload": "still here"}
+        sock.close()
+        for ws in senders:
+            await ws.close()
+
+
+async def poll(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
+    """Retry ``check`` until it is true, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not await check():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.1)
+
+
+# --- the cluster ----------------------------------------------------------------------------
+
+Cluster = Callable[..., list[LiveServer]]
+
+
+@pytest.mark.cluster
+async def test_a_websocket_and_a_stream_claiming_one_id_at_once_are_never_both_open(
+        cluster: Cluster) -> None:
+    """On two nodes at the same moment, a websocket (one token) and a 0.3.x stream
+    (another token) claim one id: in every round exactly one is told OPEN and the
+    other ID-TAKEN."""
+    n1, n2 = cluster(2)
+
+    async def by_websocket(peer_id: str) -> tuple[str, ClientConnection]:
+        ws = await open_socket(n1, peer_id, "ws-token")
+        return (await recv(ws))["type"], ws
+
+    async def by_stream(peer_id: str) -> tuple[str, HttpStream]:
+        stream = await open_stream(n2, peer_id, "xhr-token")
+        assert stream.status == 200 and await stream.line() == STREAM_PADDING.encode()
+        return json.loads(await stream.line())["type"], stream
+
+    outcomes = Counter()
+    for i in range(200):
+        peer_id = f"race{i}-{uuid.uuid4().hex[:6]}"
+        (ws_said, ws), (stream_said, stream) = await asyncio.gather(
+            by_websocket(peer_id), by_stream(peer_id))
+        assert sorted([ws_said, stream_said]) == ["ID-TAKEN", "OPEN"], (i, ws_said,
+                                                                       stream_said)
+        outcomes["websocket" if ws_said == "OPEN" else "stream"] += 1
+        stream.close()
+        await ws.close()
+    assert sum(outcomes.values()) == 200
+
+
+@pytest.mark.cluster
+async def test_routes_that_need_the_cluster_answer_503_while_redis_is_unreachable(
+        cluster: Cluster, tmp_path: Path) -> None:
+    from tests.conftest import missing
+    from tests.services import PrivateRedis, redis_server_available
+
+    if not redis_server_available():
+        missing("redis-server is not installed")
+    redis = PrivateRedis(tmp_path, free_port())
+    redis.start()
+    try:
+        (node,) = cluster(1, redis_url=redis.url, ALLOW_DISCOVERY="true")
+        a = await join(node, "A", token="secret")
+        assert (await asyncio.to_thread(http, node, "/peerjs/peers"))[2] == b'["A"]'
+        redis.kill()
+        for method, path in [("GET", "/peerjs/peers"), ("POST", "/peerjs/ghost/tok/offer"),
+                             ("POST", "/peerjs/S/tok/id")]:
+            body = b'{"type":"OFFER","dst":"A"}' if method == "POST" else None
+            status, headers, text = await asyncio.to_thread(
+                http, node, path, method, body, {"Origin": ORIGIN})
+            assert (status, text) == (503, b"Server is temporarily unavailable"), path
+            assert headers["access-control-allow-origin"] == ORIGIN
+        # The process lives on, and what needs no cluster is still answered.
+        assert (await asyncio.to_thread(http, node, "/"))[0] == 200
+        assert (await asyncio.to_thread(http, node, "/peerjs/id"))[0] == 200
+        assert node.process.poll() is None
+        await a.close()
+    finally:
+        redis.kill()

@@ -91,7 +91,7 @@ def test_handshake_without_version_is_fine() -> None:
 def test_client_and_server_spell_the_protocol_the_same() -> None:
     # client/ must stay importable without the server, so it keeps its own copy of the
     # names; this pins the two copies together.
-    from client import protocol as client_protocol
+    from peerhub_client import protocol as client_protocol
 
     assert {m.name: m.value for m in client_protocol.MessageType} == {
         m.name: m.value for m in p.MessageType}

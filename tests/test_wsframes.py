@@ -469,18 +469,222 @@ def test_reader_control_frames_do_not_count_against_max_size() -> None:
     assert reader.feed(client_frame(OP_PING, b"p" * 125)) == [(OP_PING, b"p" * 125)]
 
 
-def test_empty_continuation_frames_cost_nothing_and_end_the_message() -> None:
+def test_empty_continuation_frames_end_the_message() -> None:
     reader = FrameReader(1024)
     stream = client_frame(wf.OP_TEXT, b"ab", fin=False)
-    stream += client_frame(wf.OP_CONT, b"", fin=False) * 5000
+    stream += client_frame(wf.OP_CONT, b"", fin=False) * 1000
     stream += client_frame(wf.OP_CONT, b"c")
     assert reader.feed(stream) == [(wf.OP_TEXT, b"abc")]
+    assert reader.frames_read == 1002
 
 
-def test_a_message_of_too_many_fragments_is_refused_with_1008() -> None:
+def test_a_flood_of_empty_fragments_is_refused_with_1008() -> None:
     reader = FrameReader(1 << 20)
-    stream = client_frame(wf.OP_TEXT, b"a", fin=False)
-    stream += client_frame(wf.OP_CONT, b"b", fin=False) * wf.MAX_FRAGMENTS
+    stream = client_frame(wf.OP_TEXT, b"a" * 64, fin=False)  # pays for one more fragment
+    stream += client_frame(wf.OP_CONT, b"", fin=False) * 5000
     with pytest.raises(WebSocketError) as err:
         reader.feed(stream)
     assert err.value.code == 1008
+    assert reader.frames_read == wf.MAX_FRAGMENTS + 2  # the refused one was read too
+
+
+def test_a_message_of_too_many_small_fragments_is_refused_with_1008() -> None:
+    reader = FrameReader(1 << 20)
+    stream = client_frame(wf.OP_TEXT, b"a", fin=False)
+    stream += client_frame(wf.OP_CONT, b"b", fin=False) * (2 * wf.MAX_FRAGMENTS)
+    with pytest.raises(WebSocketError) as err:
+        reader.feed(stream)
+    assert err.value.code == 1008
+    # c one-byte fragments are too many once c > 1024 + c // 64: at the 1041st
+    assert reader.frames_read == 1041
+
+
+def test_max_fragments_of_any_size_are_fine() -> None:
+    reader = FrameReader(1 << 20)
+    stream = client_frame(wf.OP_BINARY, b"", fin=False)
+    stream += client_frame(wf.OP_CONT, b"", fin=False) * (wf.MAX_FRAGMENTS - 2)
+    stream += client_frame(wf.OP_CONT, b"z")
+    assert reader.feed(stream) == [(OP_BINARY, b"z")]
+
+
+@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
+def test_autobahn_9_3_1_shape_is_fine(opcode: int) -> None:
+    """Autobahn 9.3.1 / 9.4.1: an empty first frame, then fragments of 64 bytes (4 MiB
+    there; 32 * MAX_FRAGMENTS of them here)."""
+    parts = [os.urandom(wf.MIN_FRAGMENT_SIZE) for _ in range(32 * wf.MAX_FRAGMENTS)]
+    stream = client_frame(opcode, b"", fin=False) + b"".join(
+        client_frame(OP_CONT, part, fin=i == len(parts) - 1) for i, part in enumerate(parts))
+    reader = FrameReader(1 << 22)
+    assert reader.feed(stream) == [(opcode, b"".join(parts))]
+    assert reader.frames_read == len(parts) + 1
+
+
+def test_fragments_of_half_the_fair_size_are_refused_past_their_budget() -> None:
+    count = 8 * wf.MAX_FRAGMENTS
+    size = wf.MIN_FRAGMENT_SIZE // 2
+    frames = [client_frame(OP_CONT if i else OP_TEXT, b"x" * size, fin=i == count - 1)
+              for i in range(count)]
+    reader = FrameReader(1 << 20)
+    with pytest.raises(WebSocketError) as err:
+        feed_all(reader, frames)
+    assert err.value.code == 1008
+    # c fragments of 32 bytes are too many once c > 1024 + c // 2: at the 2049th
+    assert reader.frames_read == 2 * wf.MAX_FRAGMENTS + 1
+
+
+@pytest.mark.parametrize(("count", "size", "expected"), [
+    (1, 0, False),
+    (wf.MAX_FRAGMENTS, 0, False),
+    (wf.MAX_FRAGMENTS + 1, 0, True),
+    (wf.MAX_FRAGMENTS + 1, wf.MIN_FRAGMENT_SIZE, False),
+    (wf.MAX_FRAGMENTS + 2, wf.MIN_FRAGMENT_SIZE * 2 - 1, True),
+    (65537, 4 * 2 ** 20, False),  # Autobahn 9.3.1
+    (10 ** 6, 64 * 10 ** 6, False),
+])
+def test_too_many_fragments_rule(count: int, size: int, expected: bool) -> None:
+    assert wf.too_many_fragments(count, size) is expected
+
+
+# --- FrameReader: what it counts, and what it costs ---------------------------------
+
+
+def test_frames_read_counts_every_frame_off_the_wire() -> None:
+    reader = FrameReader(1000)
+    stream = (client_frame(OP_PONG, b"") * 3 + client_frame(OP_PING, b"x")
+              + client_frame(OP_TEXT, b"a", fin=False) + client_frame(OP_CONT, b"", fin=False)
+              + client_frame(OP_PONG, b"") + client_frame(OP_CONT, b"b")
+              + client_frame(OP_BINARY, b""))
+    out = reader.feed(stream[:-3])  # the last frame is not all there
+    assert len(out) == 6 and reader.frames_read == 8
+    assert reader.feed(stream[-3:]) == [(OP_BINARY, b"")]
+    assert reader.frames_read == 9
+
+
+@settings(max_examples=100, deadline=None)
+@given(stream=frame_streams(), data=st.data())
+def test_frames_read_does_not_depend_on_the_split(
+        stream: tuple[list[bytes], list[tuple[int, bytes]]], data: st.DataObject) -> None:
+    frames, _ = stream
+    raw = b"".join(frames)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=12)))
+    chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    reader = FrameReader(2000)
+    feed_all(reader, chunks)
+    assert reader.frames_read == len(frames)
+    # a header is parsed when it is all there, and once more when the whole frame is
+    # (if that came in a later read): never once per read
+    assert len(frames) <= reader.headers_parsed <= 2 * len(frames)
+
+
+class MaskCounter:
+    """Stands in for wsframes.apply_mask and counts the bytes it unmasks."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.bytes = 0
+
+    def __call__(self, data: bytes, mask: bytes) -> bytes:
+        self.calls += 1
+        self.bytes += len(data)
+        return bytes(b ^ mask[i % 4] for i, b in enumerate(bytes(data)))
+
+
+SLOW_DRIP = 256 * 1024
+
+
+def drip(stream: bytes, step: int) -> list[bytes]:
+    return [stream[i:i + step] for i in range(0, len(stream), step)]
+
+
+@pytest.mark.parametrize("step", [1, 10, 1000])
+def test_a_slow_drip_costs_what_one_write_costs(step: int,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """One 256 KiB message in tiny reads: its header is parsed once and its payload is
+    unmasked once, as when it arrives in one write (no work per read that grows with
+    the bytes already buffered)."""
+    payload = os.urandom(SLOW_DRIP)
+    stream = client_frame(OP_BINARY, payload) + client_frame(OP_PING, b"after")
+    counters = []
+    for chunks in ([stream], drip(stream, step)):
+        counter = MaskCounter()
+        monkeypatch.setattr(wf, "apply_mask", counter)
+        reader = FrameReader(SLOW_DRIP)
+        largest = 0
+        out: list[tuple[int, bytes]] = []
+        for chunk in chunks:
+            out += reader.feed(chunk)
+            largest = max(largest, len(reader._buf))
+        assert out == [(OP_BINARY, payload), (OP_PING, b"after")]
+        assert largest <= SLOW_DRIP + 14  # never more than the one frame in progress
+        counters.append((counter.calls, counter.bytes, reader.headers_parsed))
+    whole, dripped = counters
+    assert whole == (2, SLOW_DRIP + 5, 2)
+    # each header is parsed when it is there and again when its frame is complete
+    assert dripped[:2] == whole[:2] and dripped[2] <= 2 * whole[2]
+
+
+def test_a_frame_in_one_read_does_not_go_through_the_buffer() -> None:
+    reader = FrameReader(1000)
+    stream = client_frame(OP_TEXT, b"one") + client_frame(OP_TEXT, b"two")
+    assert reader.feed(stream + stream[:3]) == [(OP_TEXT, b"one"), (OP_TEXT, b"two")]
+    assert bytes(reader._buf) == stream[:3]  # only the unfinished frame waits
+    assert reader.buffered == 3
+    assert reader.feed(stream[3:]) == [(OP_TEXT, b"one"), (OP_TEXT, b"two")]
+    assert not reader._buf and reader.buffered == 0
+
+
+def test_the_reader_accepts_any_bytes_like_read() -> None:
+    stream = client_frame(OP_TEXT, b"hello") * 2
+    for kind in (bytes, bytearray, memoryview):
+        reader = FrameReader(1000)
+        out = reader.feed(kind(stream[:9])) + reader.feed(kind(stream[9:]))
+        assert out == [(OP_TEXT, b"hello")] * 2
+
+
+# --- FrameReader: any bytes at all ----------------------------------------------------
+
+
+def feed_until_error(reader: FrameReader, chunks: list[bytes]
+                     ) -> tuple[list[tuple[int, bytes]], int | None]:
+    out: list[tuple[int, bytes]] = []
+    for chunk in chunks:
+        try:
+            out += reader.feed(chunk)
+        except WebSocketError as exc:
+            return out, exc.code
+    return out, None
+
+
+@st.composite
+def noisy_streams(draw: st.DrawFn) -> bytes:
+    """Valid frames mixed with random bytes and random headers: mostly broken streams."""
+    parts: list[bytes] = []
+    for _ in range(draw(st.integers(1, 8))):
+        kind = draw(st.integers(0, 2))
+        if kind == 0:
+            parts.append(draw(st.binary(max_size=40)))
+        elif kind == 1:
+            parts.append(client_frame(draw(st.integers(0, 15)), draw(st.binary(max_size=200)),
+                                      fin=draw(st.booleans()), rsv=draw(st.integers(0, 7)),
+                                      masked=draw(st.booleans())))
+        else:
+            parts.append(client_frame(draw(st.sampled_from([OP_TEXT, OP_BINARY, OP_PING])),
+                                      draw(st.binary(max_size=130))))
+    return b"".join(parts)
+
+
+@settings(max_examples=150, deadline=None)
+@given(raw=noisy_streams(), data=st.data())
+def test_any_bytes_give_frames_or_a_websocket_error_whatever_the_split(
+        raw: bytes, data: st.DataObject) -> None:
+    """Only WebSocketError ever comes out; a split changes neither the frames before the
+    first error nor the error's code (byte by byte is the reference)."""
+    expected, code = feed_until_error(FrameReader(150), [raw[i:i + 1] for i in range(len(raw))])
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(raw)), max_size=8)))
+    chunks = [raw[a:b] for a, b in zip([0, *cuts], [*cuts, len(raw)], strict=True)]
+    got, got_code = feed_until_error(FrameReader(150), chunks)
+    assert got_code == code
+    if code is None:
+        assert got == expected
+    else:  # frames in the read that raised are not returned
+        assert got == expected[:len(got)]

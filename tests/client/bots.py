@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -24,15 +25,21 @@ class BotProcess:
         return line.decode().strip()
 
 
+def tree_env() -> dict[str, str]:
+    """The environment for a subprocess that imports this tree's ``peerhub_client``."""
+    paths = [str(ROOT / "client"), os.environ.get("PYTHONPATH", "")]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p)}
+
+
 @asynccontextmanager
 async def run_bot(
-    bot: str, server: Any, *extra: str, key: str = "peerjs"
+    bot: str, server: Any, *extra: str, key: str = "peerjs", stderr: int | None = None
 ) -> AsyncIterator[BotProcess]:
-    """Start ``python -m client <bot>`` against ``server``; stop it with SIGTERM afterwards."""
-    args: Sequence[str] = [sys.executable, "-m", "client", bot, "--host", server.host,
+    """Start ``python -m peerhub_client <bot>`` against ``server``; stop it with SIGTERM afterwards."""
+    args: Sequence[str] = [sys.executable, "-m", "peerhub_client", bot, "--host", server.host,
                            "--port", str(server.port), "--path", server.path, "--key", key, *extra]  # fmt: skip
     proc = await asyncio.create_subprocess_exec(
-        *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=None
+        *args, cwd=ROOT, stdout=asyncio.subprocess.PIPE, stderr=stderr, env=tree_env()
     )
     try:
         yield BotProcess(proc)

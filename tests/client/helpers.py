@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
-from client import Peer
-from client.events import EventEmitter
+from peerhub_client import Peer
+from peerhub_client.events import EventEmitter
 
 TIMEOUT = 15.0
 

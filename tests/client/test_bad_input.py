@@ -10,8 +10,8 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 from websockets.asyncio.client import connect
 
-from client import ChunkLimits, DataConnection, PeerError
-from client.binarypack import pack
+from peerhub_client import ChunkLimits, DataConnection, PeerError
+from peerhub_client.binarypack import pack
 
 from .helpers import collector, next_event, peers, until, wait
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from client.binarypack import BinaryPackError, pack, unpack
+from peerhub_client.binarypack import BinaryPackError, pack, unpack
 
 # (value, hex as the JS encoder wrote it)
 VECTORS: list[tuple[Any, str]] = [

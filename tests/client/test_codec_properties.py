@@ -8,8 +8,13 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from client.binarypack import BinaryPackError, pack, unpack
-from client.serializers import BinarySerializer, JsonSerializer, MsgPackSerializer, RawSerializer
+from peerhub_client.binarypack import BinaryPackError, pack, unpack
+from peerhub_client.serializers import (
+    BinarySerializer,
+    JsonSerializer,
+    MsgPackSerializer,
+    RawSerializer,
+)
 
 scalars = (
     st.none()

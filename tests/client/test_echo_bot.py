@@ -1,4 +1,4 @@
-"""The echo bot CLI (``python -m client echo``) as a real process, driven by Python peers."""
+"""The echo bot CLI (``python -m peerhub_client echo``) as a real process, driven by Python peers."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
-from client import MediaStream
+from peerhub_client import MediaStream
 
 from .bots import run_bot
 from .conftest import ReferenceServer

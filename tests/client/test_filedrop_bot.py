@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from client.bots.filedrop import FileDropError, FileStore, handle_request, safe_name
+from peerhub_client.bots.filedrop import FileDropError, FileStore, handle_request, safe_name
 
 from .bots import run_bot
 from .helpers import next_event, peers, wait

@@ -5,14 +5,13 @@ Every test runs against the reference peerjs-server (npm ``peer``) and against p
 
 from __future__ import annotations
 
-import asyncio
 import random
 from typing import Any
 
 import pytest
 from aiortc.mediastreams import AudioStreamTrack, VideoStreamTrack
 
-from client import DataConnection, MediaConnection, MediaStream, PeerError
+from peerhub_client import DataConnection, MediaConnection, MediaStream, PeerError
 
 from .helpers import collector, next_event, peers, until, wait
 
@@ -96,7 +95,7 @@ async def test_async_iteration_yields_messages_sent_before_iterating(server: Any
         await wait(remote)
         for i in range(50):
             conn.send(i)
-        await asyncio.sleep(0.3)
+        await until(lambda: remote._inbox.qsize() == 50)  # all held before anyone reads
         got = []
         async for data in remote:
             got.append(data)

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from client.binarypack import pack, unpack
-from client.chunking import CHUNK_MTU, ChunkError, ChunkLimits, Reassembler, chunk_frames
-from client.errors import MessageTooBig, SerializationError, UnknownSerialization
-from client.serializers import (
+from peerhub_client.binarypack import pack, unpack
+from peerhub_client.chunking import CHUNK_MTU, ChunkError, ChunkLimits, Reassembler, chunk_frames
+from peerhub_client.errors import MessageTooBig, SerializationError, UnknownSerialization
+from peerhub_client.serializers import (
     CLOSE,
     MSGPACK_PIECE,
     BinarySerializer,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from client import Peer, PeerError
+from peerhub_client import Peer, PeerError
 
 from .conftest import ReferenceServer
 from .helpers import collector, next_event, peers, wait

@@ -14,6 +14,7 @@ from .errors import PeerError, PeerErrorType
 from .events import EventEmitter, TaskSet
 from .ice import InvalidCandidate, parse_candidate, rtc_configuration
 from .protocol import MessageType
+from .udpbuffer import raise_udp_receive_buffer
 
 if TYPE_CHECKING:
     from .peer import Peer
@@ -27,7 +28,11 @@ WEBRTC_ERRORS = (InternalError, InvalidAccessError, InvalidStateError, Operation
 
 
 class BaseConnection(EventEmitter):
-    """One RTCPeerConnection with one remote peer, identified by ``connection_id``."""
+    """One RTCPeerConnection with one remote peer, identified by ``connection_id``.
+
+    ``open`` is sticky: a handler attached after the connection opened (and before it
+    closed) is still called once.
+    """
 
     type = ""
 
@@ -61,6 +66,7 @@ class BaseConnection(EventEmitter):
         self.open = True
         if not self._opened.done():
             self._opened.set_result(None)
+        self._set_sticky("open")
         self.emit("open")
 
     # ------------------------------------------------------------------ errors and close
@@ -80,6 +86,7 @@ class BaseConnection(EventEmitter):
             return
         self._closed = True
         self.open = False
+        self._clear_sticky("open")
         if not self._opened.done():
             self._opened.set_exception(
                 PeerError(PeerErrorType.CONNECTION_CLOSED, f"Connection to {self.peer} closed.")
@@ -101,6 +108,7 @@ class BaseConnection(EventEmitter):
     # ------------------------------------------------------------------ peer connection
 
     def _new_peer_connection(self) -> RTCPeerConnection:
+        raise_udp_receive_buffer(self.provider.options.udp_receive_buffer)
         pc = RTCPeerConnection(rtc_configuration(self.provider.options.config))
         self.peer_connection = pc
         pc.on("iceconnectionstatechange", self._on_ice_state)

@@ -16,6 +16,7 @@ from .errors import (
 from .media import MediaStream
 from .mediaconnection import MediaConnection
 from .peer import Peer, PeerStateError
+from .reconnect import ReconnectPolicy
 
 __all__ = [
     "ChunkLimits",
@@ -27,6 +28,7 @@ __all__ = [
     "PeerError",
     "PeerErrorType",
     "PeerStateError",
+    "ReconnectPolicy",
     "SerializationError",
     "UnknownSerialization",
 ]

@@ -2,16 +2,25 @@
 
 Handlers may be plain functions or coroutine functions; coroutines are run as tasks
 owned by the emitter. A handler that raises is logged, never silently dropped.
+
+Two kinds of events cannot be missed by attaching a handler late:
+
+- *held* events (``held_events``, e.g. a peer's ``connection``): emitted while nobody
+  listens, they are kept (at most ``MAX_HELD`` per event) and handed, in order, to the
+  first handler attached;
+- *sticky* events (``open``): while the state they announce lasts, a handler attached
+  afterwards is called once with the same arguments, on the next loop iteration.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, ClassVar
 
-__all__ = ["EventEmitter", "Handler", "TaskSet"]
+__all__ = ["MAX_HELD", "EventEmitter", "Handler", "TaskSet"]
 
 log = logging.getLogger(__name__)
 
@@ -52,26 +61,64 @@ class TaskSet:
         return len(self._tasks)
 
 
+MAX_HELD = 64
+
+
 class EventEmitter:
     """Named events with any number of handlers, called in registration order."""
+
+    held_events: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
         self._handlers: dict[str, list[tuple[Handler, bool]]] = {}
         self._handler_tasks = TaskSet(type(self).__name__)
+        self._held: dict[str, deque[tuple[Any, ...]]] = {}
+        self._sticky: dict[str, tuple[Any, ...]] = {}
 
     def on(self, event: str, handler: Handler | None = None) -> Any:
         """Register ``handler`` for ``event``; usable as a decorator when ``handler`` is None."""
         if handler is None:
             return lambda fn: self.on(event, fn)
         self._handlers.setdefault(event, []).append((handler, False))
-        self._listener_added(event)
+        self._attached(event, handler, once=False)
         return handler
 
     def once(self, event: str, handler: Handler) -> Handler:
         """Register ``handler`` for the next ``event`` only."""
+        if event in self._sticky:  # it has happened and still holds: that is the next one
+            self._call_soon(event, handler, once=True)
+            return handler
         self._handlers.setdefault(event, []).append((handler, True))
-        self._listener_added(event)
+        self._attached(event, handler, once=True)
         return handler
+
+    def _attached(self, event: str, handler: Handler, *, once: bool) -> None:
+        held = self._held.get(event)
+        while held and self.listener_count(event):
+            self.emit(event, *held.popleft())
+        if not held:
+            self._held.pop(event, None)
+        if event in self._sticky:
+            self._call_soon(event, handler, once=once)
+        self._listener_added(event)
+
+    def _call_soon(self, event: str, handler: Handler, *, once: bool) -> None:
+        def call() -> None:
+            args = self._sticky.get(event)
+            if args is None:
+                return  # the state ended before the handler could be told
+            if not once and not any(h == handler for h, _ in self._handlers.get(event, [])):
+                return  # removed meanwhile
+            self._call(event, handler, args)
+
+        asyncio.get_running_loop().call_soon(call)
+
+    def _set_sticky(self, event: str, *args: Any) -> None:
+        """``event`` (emitted now) describes a state that lasts until ``_clear_sticky``."""
+        self._sticky[event] = args
+
+    def _clear_sticky(self, event: str) -> None:
+        self._sticky.pop(event, None)
 
     def off(self, event: str, handler: Handler | None = None) -> None:
         """Remove ``handler`` (or every handler) for ``event``."""
@@ -79,7 +126,7 @@ class EventEmitter:
             self._handlers.pop(event, None)
             return
         entries = self._handlers.get(event, [])
-        self._handlers[event] = [(h, o) for h, o in entries if h is not handler]
+        self._handlers[event] = [(h, o) for h, o in entries if h != handler]
 
     def listener_count(self, event: str) -> int:
         return len(self._handlers.get(event, []))
@@ -88,6 +135,8 @@ class EventEmitter:
         """Call every handler of ``event``; return whether there was any."""
         entries = self._handlers.get(event, [])
         if not entries:
+            if event in self.held_events:
+                self._hold(event, args)
             return False
         self._handlers[event] = [(h, o) for h, o in entries if not o]
         for handler, _ in entries:
@@ -102,6 +151,14 @@ class EventEmitter:
             return
         if isinstance(result, Awaitable):
             self._handler_tasks.spawn(_await(result), f"on-{event}")
+
+    def _hold(self, event: str, args: tuple[Any, ...]) -> None:
+        held = self._held.setdefault(event, deque())
+        if len(held) < MAX_HELD:
+            held.append(args)
+        else:
+            log.warning("%s: %d %r events wait for a listener; dropping one",
+                        type(self).__name__, len(held), event)  # fmt: skip
 
     def _listener_added(self, event: str) -> None:
         """Hook for subclasses (e.g. to flush buffered data to a first listener)."""

@@ -1,4 +1,4 @@
-"""``python -m client {echo,filedrop} --host H --port P …``: run a bot until interrupted."""
+"""``peerhub-bot {echo,filedrop} --host H --port P …``: run a bot until interrupted."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from typing import Any
 
 from .bots.echo import EchoBot
 from .bots.filedrop import DEFAULT_MAX_BYTES, FileDropBot, FileStore
-from .bots.keepalive import stay_connected
 from .errors import PeerError
 from .peer import Peer
 
@@ -24,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m client", description=__doc__)
+    parser = argparse.ArgumentParser(prog="peerhub-bot", description=__doc__)
     bots = parser.add_subparsers(dest="bot", required=True)
     echo = bots.add_parser("echo", help="echo every message and every call back")
     _add_peer_options(echo)
@@ -47,14 +46,17 @@ def _add_peer_options(parser: argparse.ArgumentParser) -> None:
         "--ice-server", action="append", default=[], metavar="URL",
         help="STUN/TURN url (repeatable); default none",
     )  # fmt: skip
-    parser.add_argument("-v", "--verbose", action="count", default=0)
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0,
+        help="-v: the client's info lines, -vv: its debug lines, -vvv: aiortc's and aioice's too",
+    )  # fmt: skip
 
 
 def peer_from_args(args: argparse.Namespace) -> Peer:
     config = {"iceServers": [{"urls": url} for url in args.ice_server]}
     return Peer(
         args.id, host=args.host, port=args.port, path=args.path, key=args.key,
-        secure=args.secure, token=args.token, config=config,
+        secure=args.secure, token=args.token, config=config, reconnect=True,
     )  # fmt: skip
 
 
@@ -74,8 +76,7 @@ async def run(args: argparse.Namespace, on_open: Callable[[str], Any] = print) -
     except PeerError as exc:
         print(f"error: {exc.type.value}: {exc.message}", file=sys.stderr)
         return 1
-    await stay_connected(peer)
-    await peer.wait_closed()
+    await peer.wait_closed()  # reconnects by itself until SIGINT/SIGTERM destroys it
     return 0
 
 
@@ -92,6 +93,13 @@ def _print_flushed(text: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose > 1 else logging.INFO if args.verbose else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(args.verbose)
     return asyncio.run(run(args, on_open=_print_flushed))
+
+
+def configure_logging(verbose: int) -> None:
+    """Warnings from everything; ``-v``/``-vv`` lower only the client's own level."""
+    everything = logging.DEBUG if verbose > 2 else logging.WARNING
+    logging.basicConfig(level=everything, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    own = logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING
+    logging.getLogger(__package__ or "peerhub_client").setLevel(own)

@@ -15,6 +15,7 @@ from .api import IdRequestFailed, fetch_id
 from .chunking import ChunkLimits
 from .connection import BaseConnection
 from .dataconnection import DataConnection
+from .debuglog import enable_debug_logging
 from .errors import PeerError, PeerErrorType, UnknownSerialization
 from .events import EventEmitter, TaskSet
 from .media import MediaSource, MediaStream, local_tracks
@@ -27,8 +28,10 @@ from .protocol import (
     normalize_path,
     ws_url,
 )
+from .reconnect import ReconnectPolicy
 from .serializers import SERIALIZATIONS
 from .signalling_socket import SignallingSocket, SocketError
+from .udpbuffer import DEFAULT_UDP_RECEIVE_BUFFER
 
 __all__ = ["Peer", "PeerOptions", "PeerStateError"]
 
@@ -37,7 +40,6 @@ log = logging.getLogger(__name__)
 MAX_LOST_IDS = 256
 TAKEOVER_GRACE = 2.0
 MAX_LOST_PER_ID = 64
-_DEBUG_LEVELS = {1: logging.ERROR, 2: logging.WARNING, 3: logging.DEBUG}
 ID_HINT = (
     " If you passed in a `path` to your self-hosted PeerServer, you'll also need to "
     "pass in that same path when creating a new Peer."
@@ -60,10 +62,19 @@ class PeerOptions:
     debug: int = 0
     ping_interval: float = 5.0
     limits: ChunkLimits = field(default_factory=ChunkLimits)
+    reconnect: ReconnectPolicy | None = None
+    udp_receive_buffer: int = DEFAULT_UDP_RECEIVE_BUFFER
 
 
 class Peer(EventEmitter):
-    """A peer on a PeerServer. Events: open, connection, call, close, disconnected, error."""
+    """A peer on a PeerServer. Events: open, connection, call, close, disconnected, error.
+
+    ``connection`` and ``call`` events that fire before any handler is attached are
+    held for the first one; ``open`` is sticky (see ``events.py``), so handlers may be
+    attached after ``await peer.ready()`` without missing anything.
+    """
+
+    held_events = frozenset({"connection", "call"})
 
     def __init__(
         self,
@@ -79,14 +90,18 @@ class Peer(EventEmitter):
         debug: int = 0,
         ping_interval: float = 5.0,
         limits: ChunkLimits | None = None,
+        reconnect: bool | ReconnectPolicy = False,
+        udp_receive_buffer: int = DEFAULT_UDP_RECEIVE_BUFFER,
     ) -> None:
         super().__init__()
+        policy = ReconnectPolicy() if reconnect is True else reconnect or None
         self.options = PeerOptions(
             host, port, key, normalize_path(path), secure, config,
             token or new_token(), debug, ping_interval, limits or ChunkLimits(),
+            policy, udp_receive_buffer,
         )  # fmt: skip
-        if debug in _DEBUG_LEVELS:
-            logging.getLogger(__package__ or "client").setLevel(_DEBUG_LEVELS[debug])
+        if debug:
+            enable_debug_logging(debug)
         self.id: str | None = id or None
         self.open = False
         self.disconnected = False
@@ -103,6 +118,9 @@ class Peer(EventEmitter):
         self._ready: asyncio.Future[Peer] | None = None
         self._started = False
         self._fatal: PeerError | None = None
+        self._pacing = policy or ReconnectPolicy()
+        self._failures = 0  # losses and failed attempts since the last OPEN
+        self._pending_reconnect: asyncio.Task[Any] | None = None
         self._start_if_running()
 
     # ------------------------------------------------------------------ lifecycle
@@ -180,7 +198,20 @@ class Peer(EventEmitter):
         if self.disconnected or self.destroyed:
             return
         self._emit_error(PeerErrorType.NETWORK, "Lost connection to server.")
-        self.disconnect()
+        self._lost_server()
+
+    def _lost_server(self) -> None:
+        """Disconnected by a failure (not by ``disconnect()``): count it, maybe retry."""
+        self._failures += 1
+        self._disconnect()
+        policy = self.options.reconnect
+        if policy is None or self.destroyed or not self.disconnected:
+            return  # no automatic reconnection, or a ``disconnected`` handler reconnected
+        if policy.gives_up(self._failures):
+            log.warning("giving up reconnecting as %s after %d attempts",
+                        self.id, self._failures - 1)  # fmt: skip
+            return
+        self.reconnect()
 
     async def ready(self) -> Peer:
         """Start if needed and wait until the server has sent OPEN; raises ``PeerError``."""
@@ -213,7 +244,20 @@ class Peer(EventEmitter):
         await self.wait_closed()
 
     async def wait_closed(self) -> None:
-        """Wait for background work (closing peer connections and the socket) to finish."""
+        """Wait until the peer is destroyed and its background work has finished.
+
+        A bot can ``await peer.wait_closed()`` to run until ``destroy()`` (for example
+        from a signal handler).
+        """
+        if not self.destroyed:
+            closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+            def settle() -> None:
+                if not closed.done():
+                    closed.set_result(None)
+
+            self.once("close", settle)
+            await closed
         while len(self._tasks):
             pending = [t for t in self._tasks.tasks() if t is not asyncio.current_task()]
             if not pending:
@@ -222,10 +266,15 @@ class Peer(EventEmitter):
 
     def disconnect(self) -> None:
         """Close the server socket, keep connections; ``reconnect()`` can follow."""
+        self._disconnect()
+
+    def _disconnect(self) -> None:
         if self.disconnected:
             return
         self.disconnected = True
         self.open = False
+        self._clear_sticky("open")
+        self._cancel_pending_reconnect()
         self._close_socket()
         if self._ready is not None and not self._ready.done():
             self._ready.set_exception(PeerError(PeerErrorType.DISCONNECTED, "Peer disconnected."))
@@ -234,7 +283,13 @@ class Peer(EventEmitter):
         self.emit("disconnected", self.id)
 
     def reconnect(self) -> None:
-        """Reconnect to the server with the same id and token (PeerJS rules)."""
+        """Reconnect to the server with the same id and token (PeerJS rules).
+
+        The attempt starts after the back-off delay of the peer's ``ReconnectPolicy``
+        (none after your own ``disconnect()``; 0.5 s, 1 s, 2 s … 10 s with jitter after
+        failures), so calling it from a ``disconnected`` handler cannot spin. Await
+        ``peer.ready()`` to wait for the outcome.
+        """
         if self.destroyed:
             raise PeerStateError(
                 "This peer cannot reconnect to the server. It has already been destroyed."
@@ -250,7 +305,21 @@ class Peer(EventEmitter):
             self._start()
             return
         self._ready_future()
-        self._spawn(self._connect_socket(peer_id), "reconnect")
+        delay = self._pacing.delay(self._failures)
+        self._pending_reconnect = self._spawn(self._reconnect_after(delay, peer_id), "reconnect")
+
+    async def _reconnect_after(self, delay: float, peer_id: str) -> None:
+        if delay > 0:
+            log.info("reconnecting as %s in %.2f s (failures so far: %d)",
+                     peer_id, delay, self._failures)  # fmt: skip
+            await asyncio.sleep(delay)
+        self._pending_reconnect = None
+        await self._connect_socket(peer_id)
+
+    def _cancel_pending_reconnect(self) -> None:
+        pending, self._pending_reconnect = self._pending_reconnect, None
+        if pending is not None and pending is not asyncio.current_task():
+            pending.cancel()
 
     def destroy(self) -> None:
         """Close every connection and the server socket; emits ``close``. Final."""
@@ -290,7 +359,7 @@ class Peer(EventEmitter):
         if self._last_server_id is None:
             self.destroy()
         else:
-            self.disconnect()
+            self._lost_server()
 
     # ------------------------------------------------------------------ connections
 
@@ -341,11 +410,16 @@ class Peer(EventEmitter):
         return conn
 
     def _refuse_new_connection(self, conn: BaseConnection) -> bool:
-        if not (self.disconnected or self.destroyed):
+        """Fail ``conn`` at once (peer and connection ``error``) if it cannot start."""
+        if not isinstance(conn.peer, str) or not conn.peer or not is_valid_id(conn.peer):
+            kind, text = PeerErrorType.INVALID_ID, f'ID "{conn.peer}" is invalid'
+        elif self.disconnected or self.destroyed:
+            kind = PeerErrorType.DISCONNECTED
+            text = "Cannot connect to new Peer after disconnecting from server."
+        else:
             return False
-        text = "Cannot connect to new Peer after disconnecting from server."
-        self._emit_error(PeerErrorType.DISCONNECTED, text)
-        conn._error(PeerErrorType.DISCONNECTED, text)
+        self._emit_error(kind, text)
+        conn._error(kind, text)
         conn.close()
         return True
 
@@ -386,10 +460,13 @@ class Peer(EventEmitter):
         self._cancel_takeover()
         if self.open:
             return
+        log.debug("open as %s", self.id)
         self.open = True
+        self._failures = 0
         self._last_server_id = self.id
         if self._ready is not None and not self._ready.done():
             self._ready.set_result(self)
+        self._set_sticky("open", self.id)
         self.emit("open", self.id)
 
     def _on_server_error(self, msg: dict[str, Any]) -> None:

@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from ..dataconnection import DataConnection
+from ..errors import PeerError
+from ..events import TaskSet
 from ..peer import Peer
 
 __all__ = ["FileDropBot", "FileStore", "FileDropError", "handle_request", "safe_name"]
@@ -121,15 +123,24 @@ class FileDropBot:
     def __init__(self, peer: Peer, store: FileStore) -> None:
         self.peer = peer
         self.store = store
+        self.tasks = TaskSet("filedrop")
         peer.on("connection", self.on_connection)
+        peer.on("close", lambda: self.tasks.cancel_all())
 
     def on_connection(self, conn: DataConnection) -> None:
         log.info("file-drop connection from %s (%s)", conn.peer, conn.serialization)
         if conn.serialization not in ("binary", "MsgPack"):
             log.info("%s uses %s; file-drop needs binary or MsgPack", conn.peer, conn.serialization)
-        conn.on("data", lambda request: self.serve(conn, request))
+        self.tasks.spawn(self.serve(conn), f"serve-{conn.connection_id}")
 
-    async def serve(self, conn: DataConnection, request: Any) -> None:
-        reply = await asyncio.to_thread(handle_request, self.store, request)
-        if conn.open:
+    async def serve(self, conn: DataConnection) -> None:
+        """Answer the connection's requests one at a time, in the order they arrive."""
+        async for request in conn:
+            reply = await asyncio.to_thread(handle_request, self.store, request)
+            if not conn.open:
+                return
             conn.send(reply)
+            try:
+                await conn.drain()  # a large ``get`` reply waits until the channel has room
+            except PeerError:
+                return  # closed meanwhile

@@ -1,0 +1,128 @@
+"""A frame trickled in tiny writes: the front reads such a socket at most every
+DRIP_PAUSE seconds (not once per write), and the message still arrives whole and soon.
+
+The front (peerhub.front.Front) runs in this test's event loop in front of the echo
+application of bench/echoserver.py; the client is a plain blocking socket in a thread,
+so that its writes are paced independently of the loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from bench import echoserver
+from peerhub import front
+from peerhub import wsframes as wf
+from tests.rawframes import client_frame
+
+WRITES = 1500  # 10-byte writes, one every PAUSE seconds or so
+PAUSE = 0.0005
+
+
+class Counted(front.WebSocket):
+    """The front's websocket, noting each read it gets and whether it then held off."""
+
+    __slots__ = ()
+    reads: list[tuple[int, bool]] = []
+
+    def data_received(self, data: bytes) -> None:
+        held = self._drip_timer is not None
+        super().data_received(data)
+        Counted.reads.append((len(data), not held and self._drip_timer is not None))
+
+
+@pytest.fixture
+async def echo_port(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
+    Counted.reads = []
+    monkeypatch.setattr(front, "WebSocket", Counted)
+    server = front.Front(echoserver.echo_options(), echoserver.echo, echoserver.refuse)
+    sock = socket.create_server(("127.0.0.1", 0))
+    sock.setblocking(False)
+    port = sock.getsockname()[1]
+    await server.start(sock, backlog=16)
+    try:
+        yield port
+    finally:
+        await server.shutdown(grace=1.0)
+
+
+def handshake(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(f"GET /peerjs HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\n"
+                 f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                 f"Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(4096)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    return sock
+
+
+def recv_frame(sock: socket.socket, size: int) -> bytes:
+    """One unmasked server frame with a payload of ``size`` bytes (16-bit length)."""
+    data = b""
+    while len(data) < 4 + size:
+        chunk = sock.recv(65536)
+        assert chunk, "closed"
+        data += chunk
+    assert data[0] == 0x80 | wf.OP_BINARY and data[1] == 126
+    assert int.from_bytes(data[2:4], "big") == size
+    return data[4:]
+
+
+def drip(port: int, payload: bytes, out: dict[str, Any]) -> None:
+    sock = handshake(port)
+    frame = client_frame(wf.OP_BINARY, payload)
+    for i in range(0, len(frame), 10):
+        sock.sendall(frame[i:i + 10])
+        time.sleep(PAUSE)
+    out["last_byte"] = time.monotonic()
+    out["echo"] = recv_frame(sock, len(payload))
+    out["echoed"] = time.monotonic()
+    sock.close()
+
+
+async def test_a_trickled_frame_is_read_in_few_reads_and_arrives_whole(echo_port: int) -> None:
+    payload = os.urandom(WRITES * 10 - 8)  # header (4) and mask (4) fill the first write
+    out: dict[str, Any] = {}
+    thread = threading.Thread(target=drip, args=(echo_port, payload, out))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while thread.is_alive() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    thread.join(1)
+    assert out.get("echo") == payload
+    reads = len(Counted.reads)
+    holds = sum(held for _, held in Counted.reads)
+    # Read write by write, this would be about 1,500 reads; at most one small read and
+    # one larger one per DRIP_PAUSE it is about 2 * 1.5 s / 0.05 s = 60.
+    assert reads <= WRITES // 5, reads
+    assert 1 <= holds <= reads
+    # the message is not held back for long after its last byte (a busy machine allowed)
+    waited = out["echoed"] - out["last_byte"]
+    assert waited < front.DRIP_PAUSE + 2.0, waited
+
+
+async def test_a_whole_frame_in_one_write_is_not_held(echo_port: int) -> None:
+    def one_write() -> float:
+        sock = handshake(echo_port)
+        payload = os.urandom(3000)
+        started = time.monotonic()
+        sock.sendall(client_frame(wf.OP_BINARY, payload))
+        assert recv_frame(sock, len(payload)) == payload
+        sock.close()
+        return time.monotonic() - started
+
+    await asyncio.to_thread(one_write)
+    assert Counted.reads and not any(held for _, held in Counted.reads)
