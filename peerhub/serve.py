@@ -151,6 +151,16 @@ def server_with_front(sock: socket.socket, backlog: int) -> type:
             reactor.callWhenRunning(self._start_front)
             super().run()
 
+        def kill_all_applications(self) -> defer.Deferred[None]:
+            # daphne cancels every HTTP request in flight when shutdown begins; during a
+            # drain the node still answers (/readyz 503, the PeerJS routes 503), so the
+            # cancelling waits until the drain is over.
+            from peerhub.asgi import drain
+
+            drained = defer.Deferred.fromFuture(asyncio.ensure_future(drain()))
+            drained.addBoth(lambda _: super(PeerhubServer, self).kill_all_applications())
+            return drained
+
         def _start_front(self) -> None:
             access = self.action_logger
             from peerhub.asgi import peer_socket_app

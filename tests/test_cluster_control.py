@@ -51,6 +51,14 @@ async def test_a_ban_refuses_and_closes_the_address_on_every_node_until_lifted(
         assert await recv(refused, 10) == {"type": "ERROR",
                                            "payload": {"msg": Errors.BANNED}}
         assert await closed_with(refused) == 1008
+    import urllib.error
+    import urllib.request
+
+    try:
+        await asyncio.to_thread(urllib.request.urlopen, f"{n2.base_url}peerjs/id", None, 10)
+        raise AssertionError("a banned address got an id")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 403
     await django(n1, "from signalling.control import unban_address; "
                      "unban_address('127.0.0.1')")
 

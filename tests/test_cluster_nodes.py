@@ -29,13 +29,13 @@ def get(url: str) -> tuple[int, dict[str, object]]:
     """Status and JSON body of ``GET url`` (errors included)."""
     try:
         with urllib.request.urlopen(url, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
+            status, body = resp.status, resp.read()
     except urllib.error.HTTPError as exc:
-        body = exc.read()
-        try:
-            return exc.code, json.loads(body)
-        except ValueError:
-            return exc.code, {"raw": body.decode(errors="replace")}
+        status, body = exc.code, exc.read()
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, {"raw": body.decode(errors="replace")}
 
 
 async def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
@@ -123,6 +123,9 @@ async def test_healthz_and_readyz_then_503_while_draining(cluster: Cluster) -> N
         assert (status, body["status"]) == (503, "draining"), body
 
     await eventually(draining, 5)
+    # The PeerJS HTTP routes say so too, so a proxy asks another node (not a 500).
+    status, _ = await asyncio.to_thread(get, f"{n1.base_url}peerjs/id")
+    assert status == 503
     refused = await open_socket(n1, "late")
     assert await recv(refused) == {"type": "ERROR",
                                    "payload": {"msg": "Server is temporarily unavailable"}}
