@@ -8,7 +8,9 @@ from django.contrib import admin, messages
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
 
+from apikeys import audit
 from apikeys.forms import ApiKeyForm
 from apikeys.lifecycle import forget_keys, set_active
 from apikeys.live import live_peer_counts, live_peer_ids
@@ -44,8 +46,10 @@ class ApiKeyAdmin(KeyAdminBase):
     """Keys with their live peers (from the hub) and all-time sessions and messages."""
 
     form = ApiKeyForm
-    list_display = ("name", "key", "active", "allow_discovery", "concurrent_limit",
-                    "live", "sessions", "messages_total", "last_used")
+    # Narrow columns first, so live peers, sessions and messages stay on screen at
+    # 1,024 px: the limit is shown with the live count ("40 / 40, at limit").
+    list_display = ("name", "key", "live", "sessions", "messages_total", "links", "active",
+                    "last_used")
     list_filter = ("active", "allow_discovery")
     search_fields = ("name", "key", "notes")
     readonly_fields = ("created", "last_used", "live_peer_list")
@@ -89,30 +93,67 @@ class ApiKeyAdmin(KeyAdminBase):
         counts["live peers (disconnected)"] = total
         return deleted, counts, perms, protected
 
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        """The key list without the navigation sidebar, so its figures fit at 1,024 px."""
+        return super().changelist_view(
+            request, {"is_nav_sidebar_enabled": False, **(extra_context or {})})
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[ApiKey]:
         """Keys with live counts (one hub call per page) and usage totals."""
         keys = with_totals(super().get_queryset(request))
         return with_live_counts(keys, live_peer_counts())
 
-    @admin.display(description="live peers", ordering="live_peers")
-    def live(self, obj: ApiKey) -> int:
-        """Peers connected under the key right now."""
-        return int(getattr(obj, "live_peers", 0))
+    @admin.display(description="live / limit", ordering="live_peers")
+    def live(self, obj: ApiKey) -> str:
+        """Peers connected under the key right now, against its limit."""
+        live, limit = int(getattr(obj, "live_peers", 0)), obj.concurrent_limit
+        if not limit:
+            return f"{live:,}"
+        if live >= limit:
+            return format_html('<strong class="peerhub-at-limit" style="color: '
+                               'var(--error-fg, #ba2121); white-space: nowrap">'
+                               '{} / {}, at limit</strong>', f"{live:,}", f"{limit:,}")
+        return f"{live:,} / {limit:,}"
 
     @admin.display(description="sessions", ordering="session_count")
-    def sessions(self, obj: ApiKey) -> int:
+    def sessions(self, obj: ApiKey) -> str:
         """Peer sessions ever recorded under the key."""
-        return int(getattr(obj, "session_count", 0))
+        return f"{int(getattr(obj, 'session_count', 0)):,}"
 
     @admin.display(description="messages", ordering="message_count")
-    def messages_total(self, obj: ApiKey) -> int:
+    def messages_total(self, obj: ApiKey) -> str:
         """Messages in and out over all its recorded sessions."""
-        return int(getattr(obj, "message_count", 0))
+        return f"{int(getattr(obj, 'message_count', 0)):,}"
+
+    @admin.display(description="see")
+    def links(self, obj: ApiKey) -> str:
+        """Links to the key's sessions and limit hits."""
+        from apikeys.dashboard import admin_links
+
+        sessions, limits = admin_links(obj.key)
+        return format_html('<span style="white-space: nowrap"><a href="{}">sessions</a> · '
+                           '<a href="{}">limit hits</a></span>', sessions, limits)
+
+    # --- the audit trail: Django's own entries get the client address --------------
+
+    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        """Record an addition with the client address."""
+        audit.record_admin(request, [obj], audit.ADDITION, message)
+
+    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
+        """Record a change with the client address."""
+        audit.record_admin(request, [obj], audit.CHANGE, message)
+
+    def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
+        """Record deletions (before they happen) with the client address."""
+        audit.record_admin(request, list(queryset), audit.DELETION, "Deleted.")
 
     @admin.action(description="Activate selected keys")
     def activate_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         """Let the keys connect again."""
+        changing = list(queryset.filter(active=False))
         count = set_active(queryset, True)
+        audit.record_admin(request, changing, audit.CHANGE, "Activated (admin action).")
         self.message_user(request, f"Activated {count} key(s).", messages.SUCCESS)
 
     @admin.action(description="Deactivate selected keys (disconnects their peers)")
@@ -131,7 +172,10 @@ class ApiKeyAdmin(KeyAdminBase):
             return TemplateResponse(request,
                                     "admin/apikeys/apikey/deactivate_confirmation.html",
                                     context)
+        changing = list(queryset.filter(active=True))
         count = set_active(queryset, False)
+        audit.record_admin(request, changing, audit.CHANGE,
+                           "Deactivated (admin action); live peers disconnected.")
         self.message_user(request, f"Deactivated {count} key(s); their live peers are being "
                           "disconnected.", messages.WARNING)
         return None
@@ -157,6 +201,9 @@ class ApiKeyAdmin(KeyAdminBase):
             kept = (f" Tokens signed with the previous secret are accepted until "
                     f"{row.previous_secret_expires:%Y-%m-%d %H:%M} UTC."
                     if row.previous_secret_expires else "")
+            audit.record_admin(request, [row], audit.CHANGE,
+                               "Generated a new token signing secret (admin action)."
+                               + kept.replace(" Tokens", " Old tokens"))
             self.message_user(request, f"New signing secret for {row.name} ({row.key}): "
                               f"{secret} (copy it now; it is not shown again).{kept}",
                               messages.WARNING)

@@ -23,6 +23,7 @@ from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
 from signalling.health import ROUTES as HEALTH_ROUTES  # noqa: E402
 from signalling.http_api import peerjs_http_app  # noqa: E402
+from signalling.metrics_http import METRICS_PATH, metrics_app  # noqa: E402
 from signalling.node import get_node  # noqa: E402
 from signalling.unavailable import refusal, send_refusal  # noqa: E402
 
@@ -60,9 +61,13 @@ async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """``GET /healthz`` and ``/readyz`` (signalling.health); the PeerJS routes as plain
-    ASGI apps (no Django request cycle), refused with 503 while this node drains and 403
-    for a banned address; Django otherwise."""
+    """``/metrics`` (exact path) to the Prometheus endpoint; ``GET /healthz`` and
+    ``/readyz`` (signalling.health); the PeerJS routes as plain ASGI apps (no Django
+    request cycle), refused with 503 while this node drains and 403 for a banned
+    address; Django otherwise."""
+    if scope["path"] == METRICS_PATH:
+        await metrics_app(scope, receive, send)
+        return
     health = HEALTH_ROUTES.get(scope["path"])
     if health is not None and scope["method"] in ("GET", "HEAD"):
         await health(scope, receive, send)

@@ -194,6 +194,9 @@ def server_with_front(sock: socket.socket, backlog: int) -> type:
 def main() -> None:
     """Run daphne in this process (behind the websocket front unless switched off), or
     supervise ``WORKERS`` such processes sharing the port."""
+    from peerhub.startup import prepare
+
+    prepare(sys.argv[1:])  # --help, --version; every setting checked; exit 2 on a bad one
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peerhub.settings")
     workers = env_int("WORKERS", 1, minimum=1)
     if workers > 1:

@@ -71,6 +71,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     "channels",
     "apikeys",
     "signalling",
@@ -166,9 +167,11 @@ CACHES = {"default": (
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+                   "json": {"()": "peerhub.logformat.JsonFormatter"}},
     "filters": {"redact": {"()": "peerhub.logredact.RedactTokensFilter"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain",
+    "handlers": {"console": {"class": "logging.StreamHandler",
+                             "formatter": env_str("LOG_FORMAT", "plain").lower(),
                              "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.channels.server": {"level": "WARNING"}},
@@ -209,3 +212,7 @@ PEERHUB_CONTROL_RECONCILE_MS = env_int("CONTROL_RECONCILE_INTERVAL", 30000, mini
 # Seconds a SIGTERM'd node takes to close its peers (so their reconnects spread over the
 # other nodes); a lone node has nowhere to send them and closes them at once.
 PEERHUB_DRAIN_WINDOW = env_int("DRAIN_WINDOW", 10 if REDIS_URL else 0, minimum=0)
+#: Addresses and networks allowed to scrape ``/metrics`` on the public port.
+PEERHUB_METRICS_ALLOW = env_list("METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])
+#: Days closed peer sessions are kept; the serving process prunes older ones hourly.
+PEERHUB_SESSION_RETENTION_DAYS = env_int("SESSION_RETENTION_DAYS", 0, minimum=0)

@@ -6,11 +6,19 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
+from django.core.paginator import Paginator
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
+from django.utils.functional import cached_property
 
 from apikeys.models import ApiKey
+from signalling import rollup
 from signalling.models import LimitHit, PeerSession
+
+#: Counting more matching sessions than this for the page links is not worth its cost
+#: with millions of rows: the list shows this many at most (filters narrow it down).
+COUNT_CAP = 10_000
 
 if TYPE_CHECKING:  # ModelAdmin is generic only in django-stubs
     SessionAdminBase = admin.ModelAdmin[PeerSession]
@@ -54,6 +62,70 @@ class KeyFilter(admin.SimpleListFilter):
         return queryset if value is None else queryset.filter(api_key=value)
 
 
+class RecentFilter(admin.SimpleListFilter):
+    """Sessions that connected within the last hour, day, week or 30 days."""
+
+    title = "connected"
+    parameter_name = "since"
+    HOURS = {"1h": 1, "24h": 24, "7d": 24 * 7, "30d": 24 * 30}
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        """The four ranges."""
+        return [("1h", "last hour"), ("24h", "last 24 hours"), ("7d", "last 7 days"),
+                ("30d", "last 30 days")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """Filter on ``connected_at`` (indexed)."""
+        hours = self.HOURS.get(self.value() or "")
+        if hours is None:
+            return queryset
+        return queryset.filter(connected_at__gte=timezone.now() - timedelta(hours=hours))
+
+
+class NodeFilter(admin.SimpleListFilter):
+    """Sessions of one node, among the nodes with usage in the last 30 days."""
+
+    title = "node"
+    parameter_name = "node"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        """Nodes from the rollups (a DISTINCT over millions of sessions would be slow)."""
+        return [(n, n) for n in rollup.nodes(timezone.now() - timedelta(days=30))]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """Filter on ``node`` (indexed)."""
+        value = self.value()
+        return queryset if value is None else queryset.filter(node=value)
+
+
+class TransportFilter(admin.SimpleListFilter):
+    """Websocket or 0.3.x stream sessions (fixed choices: a DISTINCT would scan every row)."""
+
+    title = "transport"
+    parameter_name = "transport"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        """The transports peerhub records."""
+        return [("websocket", "websocket"), ("xhr-stream", "0.3.x stream")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """Filter on ``transport``."""
+        value = self.value()
+        return queryset if value is None else queryset.filter(transport=value)
+
+
+class CappedPaginator(Paginator):
+    """Counts at most :data:`COUNT_CAP` rows, so a page never scans the whole table."""
+
+    @cached_property
+    def count(self) -> int:
+        """Matching rows, up to the cap."""
+        items = self.object_list
+        if isinstance(items, QuerySet):
+            return int(items[:COUNT_CAP].count())
+        return len(items)
+
+
 @admin.register(PeerSession)
 class PeerSessionAdmin(SessionAdminBase):
     """Every peer registration; nothing here can be added, changed or deleted."""
@@ -61,11 +133,13 @@ class PeerSessionAdmin(SessionAdminBase):
     list_display = ("peer_id", "api_key", "node", "transport", "connected_at",
                     "disconnected_at", "duration", "close_reason", "messages_in",
                     "messages_out", "is_live")
-    list_filter = (LiveFilter, KeyFilter, "transport", "node")
-    search_fields = ("peer_id",)
-    date_hierarchy = "connected_at"
+    list_filter = (LiveFilter, RecentFilter, KeyFilter, TransportFilter, NodeFilter)
+    # A case-insensitive prefix of the peer id (PostgreSQL: an index on UPPER(peer_id)).
+    search_fields = ("^peer_id",)
+    search_help_text = "The beginning of a peer id (case-insensitive)."
     show_full_result_count = False
     list_per_page = 100
+    paginator = CappedPaginator
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         """Sessions are recorded by the server only."""
@@ -96,7 +170,7 @@ class LimitHitAdmin(LimitAdminBase):
     """How often each limit refused something, per key; read-only."""
 
     list_display = ("limit", "api_key", "count", "last_at")
-    list_filter = ("limit",)
+    list_filter = ("limit", KeyFilter)
     search_fields = ("api_key",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:

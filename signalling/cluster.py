@@ -304,6 +304,10 @@ class RedisHub(LocalHub):
         """Live peer count per key on this node only."""
         return super().keys_online()
 
+    def queue_depth(self) -> int:
+        """Messages this node's senders have waiting in Redis, plus its unsent outbox."""
+        return len(self._queued_by_us) + len(self._outbox)
+
     # --- relay ------------------------------------------------------------------------
 
     async def relay(self, src: Endpoint, msg: ClientMessage) -> None:

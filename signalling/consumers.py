@@ -23,7 +23,7 @@ from signalling.decisions import Claim
 from signalling.errors import ClusterUnavailable, NodeDraining
 from signalling.hub import Limits
 from signalling.keywatch import ensure_key_watcher
-from signalling.metrics import limit_hit
+from signalling.metrics import INVALID_KEY, ORIGIN, client_address, limit_hit
 from signalling.node import get_node
 from signalling.ratelimit import TokenBucket
 from signalling.runtime import get_hub
@@ -131,7 +131,10 @@ class PeerConsumer(AsyncConsumer):
         self.key, self.peer_id, self.token = params.key, params.id, params.token
         self.client_version = params.version or ""
         if not p.is_acceptable_id(params.id):
-            logger.info("refused websocket: invalid id %r", params.id[:80])
+            logger.info("refused a client: key=%r reason='invalid id' address=%s (id %r)",
+                        params.key[:64], client_address(self.scope), params.id[:80],
+                        extra={"api_key": params.key[:64], "reason": "invalid id",
+                               "address": client_address(self.scope)})
             await self.shut(p.error_frame(p.Errors.INVALID_ID), CLOSE_POLICY, "invalid id")
             return False
         try:
@@ -141,7 +144,8 @@ class PeerConsumer(AsyncConsumer):
             await self.shut(p.error_frame(p.Errors.CLUSTER_UNAVAILABLE), CLOSE_INTERNAL)
             return False
         if tenant is None:
-            logger.info("refused websocket: unknown or inactive key")
+            # Not counted under the key asked for: any string can be asked for.
+            limit_hit("", INVALID_KEY, self.scope, asked=params.key)
             await self.shut(p.INVALID_KEY_FRAME, CLOSE_POLICY)
             return False
         if not tenant.accepts_token(self.peer_id, self.token, time.time()):
@@ -149,7 +153,7 @@ class PeerConsumer(AsyncConsumer):
             await self.shut(p.error_frame(p.Errors.INVALID_TOKEN), CLOSE_POLICY)
             return False
         if not tenant.allows_origin(header(self.scope, b"origin")):
-            logger.info("refused websocket: origin not allowed")
+            limit_hit(tenant.key, ORIGIN, self.scope)
             await self.shut(p.error_frame(p.Errors.ORIGIN_NOT_ALLOWED), CLOSE_POLICY)
             return False
         return await self._claim(tenant)
@@ -164,7 +168,10 @@ class PeerConsumer(AsyncConsumer):
                             "server draining")
             return False
         except ClusterUnavailable:
-            logger.error("refused a peer: the cluster directory is unreachable")
+            logger.error("refused a client: key=%r reason='cluster unavailable' address=%s",
+                         tenant.key, client_address(self.scope),
+                         extra={"api_key": tenant.key, "reason": "cluster unavailable",
+                                "address": client_address(self.scope)})
             await self.shut(p.error_frame(p.Errors.CLUSTER_UNAVAILABLE), CLOSE_INTERNAL)
             return False
         if claim is Claim.TAKEN:
@@ -200,6 +207,8 @@ class PeerConsumer(AsyncConsumer):
         bucket = self._bucket
         session = self.session
         assert session is not None
+        by_type = session.by_type
+        relayed = p.RELAYED_TYPES
         while True:
             event = await receive()
             if event["type"] != "websocket.receive":
@@ -217,12 +226,20 @@ class PeerConsumer(AsyncConsumer):
                 await self.shut(p.error_frame(p.Errors.RATE_LIMIT), CLOSE_POLICY, "rate limit")
                 return await self._drain(receive)
             if data == p.HEARTBEAT_FRAME:
+                session.heartbeats += 1
                 continue  # liveness only (every frame counts); the most common frame
             try:
                 msg = p.parse_client_frame(data)
             except p.ProtocolError as exc:
+                by_type["invalid"] = by_type.get("invalid", 0) + 1
                 await self.deliver(p.error_frame(str(exc)))
                 continue
+            if msg.type in relayed:  # bounded by type: read by /metrics
+                by_type[msg.type] = by_type.get(msg.type, 0) + 1
+            elif msg.type == p.MessageType.HEARTBEAT:  # spaced or reordered JSON
+                session.heartbeats += 1
+            else:
+                by_type["other"] = by_type.get("other", 0) + 1
             if not hub.is_current(self):
                 # The id was freed (LEAVE) or taken over since: this socket no longer
                 # speaks for it.

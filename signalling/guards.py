@@ -47,6 +47,10 @@ class IpGuard:
         if self._open[ip] <= 0:
             del self._open[ip]
 
+    def total_open(self) -> int:
+        """Sockets currently open from every address (read by /metrics)."""
+        return sum(self._open.values())
+
     def open_sockets(self, ip: str) -> int:
         """Sockets currently open from ``ip``."""
         return self._open.get(ip, 0)

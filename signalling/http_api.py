@@ -72,7 +72,7 @@ from signalling.httpio import (
 from signalling.hub import Limits
 from signalling.keywatch import ensure_key_watcher
 from signalling.legacy import Sender, StreamEndpoint, run_stream
-from signalling.metrics import limit_hit
+from signalling.metrics import INVALID_KEY, ORIGIN, limit_hit
 from signalling.ratelimit import TokenBucket
 from signalling.runtime import get_hub, get_ip_guard
 from signalling.sessions import SessionInfo, get_recorder
@@ -216,7 +216,11 @@ class Request:
         A refused origin also takes the CORS headers away from the answer.
         """
         tenant = await get_tenant(self.route.key)
-        if tenant is not None and not tenant.allows_origin(self.origin):
+        if tenant is None:
+            # Counted under no key (any string can be asked for); the log names it.
+            limit_hit("", INVALID_KEY, self.scope, asked=self.route.key)
+        elif not tenant.allows_origin(self.origin):
+            limit_hit(tenant.key, ORIGIN, self.scope)
             self.cors_allowed = False
             return None
         return tenant

@@ -143,6 +143,18 @@ class LocalHub:
         """Live peer count for every key that has any."""
         return dict(self._per_key)
 
+    def local_keys_online(self) -> dict[str, int]:
+        """Live peer count per key in this process only."""
+        return dict(self._per_key)
+
+    def local_endpoints(self) -> list[Endpoint]:
+        """The endpoints registered in this process (a copy; read by /metrics)."""
+        return list(self._peers.values())
+
+    def queue_depth(self) -> int:
+        """Messages this process holds for peers that are offline (read by /metrics)."""
+        return self._queue.queued()
+
     # --- relay ----------------------------------------------------------------------
 
     async def relay(self, src: Endpoint, msg: ClientMessage) -> None:

@@ -1,19 +1,34 @@
-"""Counting limit hits: a log line each, and per-key counters the admin shows.
+"""This process's counters: limit hits and refusals, connects, messages, event-loop lag.
 
-Counting is an in-memory increment; the session recorder writes the counters to the
+Nothing here is on the relay path. Refusals and connects are counted when they happen
+(once per connection, not per frame); message counts live on each connection's
+:class:`~signalling.sessions.SessionInfo` (plain attribute increments the consumer
+already makes) and are added up only when ``/metrics`` is scraped. Counting a refusal
+is an in-memory increment; the session recorder writes the pending counts to the
 database with its next batch, so the path that refuses something never waits.
+
+The state has one owner, a :class:`Metrics` object, reached through :func:`get_metrics`
+(the serving process's node object takes it over once there is one).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections import Counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from signalling.sessions import SessionInfo
 
 logger = logging.getLogger(__name__)
 
-#: (api key or "", limit name) -> hits not yet written to the database
-pending_hits: Counter[tuple[str, str]] = Counter()
+#: Refusal reasons that are not a numeric limit but are counted with them.
+INVALID_KEY = "invalid key"
+ORIGIN = "origin"
+
+LAG_INTERVAL = 0.5  # seconds between event-loop lag samples
 
 
 def client_address(where: Any) -> str:
@@ -24,17 +39,122 @@ def client_address(where: Any) -> str:
     return str(client[0])
 
 
-def limit_hit(api_key: str, limit: str, where: Any) -> None:
-    """Note that ``limit`` refused something for ``api_key`` (from scope or address)."""
-    from signalling.sessions import get_recorder
+class Metrics:
+    """The counters of one serving process, with the event-loop lag sampler it owns."""
 
-    pending_hits[(api_key, limit)] += 1
-    logger.warning("limit %r refused a client at %s", limit, client_address(where))
-    get_recorder().wake()
+    def __init__(self) -> None:
+        #: (api key or "", reason) -> refusals not yet written to the database
+        self.pending_hits: Counter[tuple[str, str]] = Counter()
+        #: (api key or "", reason) -> refusals since start (exported)
+        self.refusals: Counter[tuple[str, str]] = Counter()
+        #: api key -> peers that registered since start
+        self.connects: Counter[str] = Counter()
+        #: (api key, message type) -> client messages of sessions that have ended
+        self.ended_messages: Counter[tuple[str, str]] = Counter()
+        #: api key -> server frames sent to sessions that have ended
+        self.ended_sent: Counter[str] = Counter()
+        self.started_at = time.time()
+        self._lag_max = 0.0
+        self._lag_task: asyncio.Task[None] | None = None
+
+    # --- counting (called once per event, never per relayed frame) -------------------
+
+    def limit_hit(self, api_key: str, reason: str, where: Any, asked: str | None = None
+                  ) -> None:
+        """Note that ``reason`` refused a client of ``api_key`` (from scope or address).
+
+        ``asked``: the key the client asked for when it is counted under none (an
+        unknown key), for the log line only.
+        """
+        from signalling.sessions import get_recorder
+
+        self.pending_hits[(api_key, reason)] += 1
+        self.refusals[(api_key, reason)] += 1
+        address = client_address(where)
+        named = api_key if asked is None else asked[:64]
+        logger.warning("refused a client: key=%r reason=%r address=%s", named, reason,
+                       address, extra={"api_key": named, "reason": reason,
+                                       "address": address})
+        get_recorder().wake()
+
+    def take_pending(self) -> Counter[tuple[str, str]]:
+        """Remove and return the refusal counts not yet written to the database."""
+        taken = Counter(self.pending_hits)
+        self.pending_hits.clear()
+        return taken
+
+    def connected(self, api_key: str) -> None:
+        """A peer registered under ``api_key``."""
+        self.connects[api_key] += 1
+        self.ensure_started()
+
+    def session_ended(self, info: SessionInfo) -> None:
+        """Fold an ended session's message counters into the process totals."""
+        for kind, n in info.by_type.items():
+            self.ended_messages[(info.api_key, kind)] += n
+        if info.heartbeats:
+            self.ended_messages[(info.api_key, "HEARTBEAT")] += info.heartbeats
+        self.ended_sent[info.api_key] += info.messages_out
+
+    # --- event-loop lag --------------------------------------------------------------
+
+    def ensure_started(self) -> None:
+        """Start the lag sampler in the running loop if it is not running there."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        task = self._lag_task
+        if task is None or task.done() or task.get_loop() is not loop:
+            self._lag_task = loop.create_task(self._sample_lag(), name="peerhub-loop-lag")
+
+    async def stop(self) -> None:
+        """Stop the lag sampler."""
+        task, self._lag_task = self._lag_task, None
+        if task is not None and not task.done():
+            task.cancel()
+            try:
+                await task
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
+
+    async def _sample_lag(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            before = loop.time()
+            await asyncio.sleep(LAG_INTERVAL)
+            lag = loop.time() - before - LAG_INTERVAL
+            self._lag_max = max(self._lag_max, lag)
+
+    def take_lag(self) -> float:
+        """The largest event-loop lag seen since the previous call, in seconds."""
+        lag, self._lag_max = self._lag_max, 0.0
+        return max(lag, 0.0)
+
+
+_metrics: Metrics | None = None
+
+
+def get_metrics() -> Metrics:
+    """The counters of this process (created on first use)."""
+    global _metrics
+    if _metrics is None:
+        _metrics = Metrics()
+    return _metrics
+
+
+def reset_metrics() -> None:
+    """Forget the counters (tests only)."""
+    global _metrics
+    _metrics = None
+
+
+def limit_hit(api_key: str, limit: str, where: Any, asked: str | None = None) -> None:
+    """Note that ``limit`` refused something for ``api_key`` (from scope or address)."""
+    get_metrics().limit_hit(api_key, limit, where, asked)
 
 
 def take_pending() -> Counter[tuple[str, str]]:
     """Remove and return the counts not yet written."""
-    taken = Counter(pending_hits)
-    pending_hits.clear()
-    return taken
+    return get_metrics().take_pending()

@@ -21,6 +21,7 @@ class PeerSession(models.Model):
     close_reason = models.CharField(max_length=100, blank=True)
     messages_in = models.PositiveBigIntegerField(default=0)
     messages_out = models.PositiveBigIntegerField(default=0)
+    heartbeats = models.PositiveBigIntegerField(default=0)  # of messages_in
 
     class Meta:
         ordering = ["-connected_at"]
@@ -50,3 +51,32 @@ class LimitHit(models.Model):
 
     def __str__(self) -> str:
         return f"{self.limit} ({self.api_key or 'no key'}): {self.count}"
+
+
+class UsageHour(models.Model):
+    """Usage of one key on one node for the sessions that connected in one hour.
+
+    Kept by the session writer in the same transaction as the sessions themselves: a
+    session counts in ``connections`` when its row is inserted, and its message counters
+    are added when it ends. So the totals of every key are a sum over this small table
+    plus the counters of the sessions still open, and they outlive pruned sessions.
+    ``peak_live`` is the most peers of the key this node held at once in the hour.
+    """
+
+    hour = models.DateTimeField()
+    api_key = models.CharField(max_length=64)
+    node = models.CharField(max_length=100)
+    connections = models.PositiveBigIntegerField(default=0)
+    messages_in = models.PositiveBigIntegerField(default=0)
+    messages_out = models.PositiveBigIntegerField(default=0)
+    heartbeats = models.PositiveBigIntegerField(default=0)
+    peak_live = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hour", "api_key", "node"],
+                                               name="unique_usage_hour")]
+        indexes = [models.Index(fields=["api_key", "hour"], name="usage_key_hour")]
+        ordering = ["-hour"]
+
+    def __str__(self) -> str:
+        return f"{self.api_key} @ {self.node}, {self.hour:%Y-%m-%d %H:00}"

@@ -106,7 +106,8 @@ class Node:
         if self._recorder is None:
             from signalling.sessions import SessionRecorder
 
-            self._recorder = SessionRecorder(self.name)
+            self._recorder = SessionRecorder(self.name,
+                                             settings.PEERHUB_SESSION_RETENTION_DAYS)
         return self._recorder
 
     @property

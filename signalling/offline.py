@@ -49,6 +49,10 @@ class OfflineQueue:
     def __len__(self) -> int:
         return len(self._queues)
 
+    def queued(self) -> int:
+        """Messages waiting in every queue (read by /metrics)."""
+        return sum(self._per_sender.values())
+
     def push(self, key: str, dst: str, src: str, frame: str, now: float,
              limit: int = 0) -> None:
         """Append ``frame`` for ``dst``.

@@ -28,10 +28,11 @@ from signalling.protocol import storable_text
 logger = logging.getLogger(__name__)
 
 TOUCH_INTERVAL = 60.0
+PRUNE_INTERVAL = 3600.0  # seconds between SESSION_RETENTION_DAYS prunes
 _BATCH = 500
 _INSERT_COLUMNS = ("api_key", "peer_id", "node", "transport", "remote_addr", "user_agent",
                    "client_version", "connected_at", "last_seen", "disconnected_at",
-                   "close_reason", "messages_in", "messages_out")
+                   "close_reason", "messages_in", "messages_out", "heartbeats")
 FLUSH_INTERVAL = 0.5
 #: Session events kept in memory while the database is unreachable; beyond it the
 #: oldest are dropped (counted in ``SessionRecorder.dropped`` and logged).
@@ -50,9 +51,13 @@ class SessionInfo:
     connected_at: datetime = field(default_factory=timezone.now)
     messages_in: int = 0
     messages_out: int = 0
+    heartbeats: int = 0
+    #: client messages other than HEARTBEAT, by PeerJS type ("invalid": unparsable)
+    by_type: dict[str, int] = field(default_factory=dict)
     disconnected_at: datetime | None = None
     close_reason: str = ""
     row_id: int | None = None
+    rolled: bool = False  # its messages are in the usage rollups
 
     def __post_init__(self) -> None:
         # Cleaned at the door, the same on every database: text from the client loses
@@ -66,11 +71,14 @@ class SessionInfo:
 class SessionRecorder:
     """Batches session writes off the event loop's critical path."""
 
-    def __init__(self, node: str) -> None:
+    def __init__(self, node: str, retention_days: int = 0) -> None:
         self.node = node
+        self.retention_days = retention_days  # 0: sessions are kept forever
         self._opened: list[SessionInfo] = []
         self._closed: list[SessionInfo] = []
         self._live: set[SessionInfo] = set()
+        self._live_per_key: Counter[str] = Counter()
+        self._peaks: dict[str, int] = {}  # key -> most live at once since the last write
         self._task: asyncio.Task[None] | None = None
         self._recovered = False
         self._outage = 0  # failed attempts in a row while the database is unreachable
@@ -84,6 +92,10 @@ class SessionRecorder:
         """A peer registered."""
         self._live.add(info)
         self._opened.append(info)
+        live = self._live_per_key[info.api_key] = self._live_per_key[info.api_key] + 1
+        if live > self._peaks.get(info.api_key, 0):
+            self._peaks[info.api_key] = live
+        metrics.get_metrics().connected(info.api_key)
         if self.pending > MAX_PENDING:
             self._bound_backlog()
         self._ensure_task()
@@ -98,10 +110,19 @@ class SessionRecorder:
             return
         info.disconnected_at = timezone.now()
         info.close_reason = reason[:100]
-        self._live.discard(info)
+        if info in self._live:
+            self._live.discard(info)
+            self._live_per_key[info.api_key] -= 1
+            if self._live_per_key[info.api_key] <= 0:
+                del self._live_per_key[info.api_key]
         self._closed.append(info)
+        metrics.get_metrics().session_ended(info)
         if self.pending > MAX_PENDING:
             self._bound_backlog()
+
+    def live_sessions(self) -> list[SessionInfo]:
+        """The sessions open in this process now (a copy)."""
+        return list(self._live)
 
     @property
     def pending(self) -> int:
@@ -115,14 +136,28 @@ class SessionRecorder:
 
     async def _run(self) -> None:
         ticks_per_touch = int(TOUCH_INTERVAL / FLUSH_INTERVAL)
+        ticks_per_prune = int(PRUNE_INTERVAL / FLUSH_INTERVAL)
         tick = 0
         while True:
             await asyncio.sleep(FLUSH_INTERVAL)
             tick += 1
             touch = tick % ticks_per_touch == 0
-            if self.pending or touch or metrics.pending_hits:
-                await asyncio.get_running_loop().run_in_executor(
-                    self._executor, self.write, touch)
+            loop = asyncio.get_running_loop()
+            if self.pending or touch or metrics.get_metrics().pending_hits:
+                await loop.run_in_executor(self._executor, self.write, touch)
+            if self.retention_days and tick % ticks_per_prune == 2:  # soon after start
+                await loop.run_in_executor(self._executor, self.prune_old)
+
+    def prune_old(self) -> int:
+        """Delete closed sessions older than the retention (on the writer's thread)."""
+        from signalling.retention import cutoff, prune
+
+        try:
+            return prune(cutoff(timezone.now(), self.retention_days))
+        except DatabaseError:
+            logger.exception("could not prune old sessions; will retry in an hour")
+            connection.close()
+            return 0
 
     def write(self, touch: bool = False) -> None:
         """Write what is pending (synchronously); with ``touch``, refresh live rows.
@@ -141,11 +176,16 @@ class SessionRecorder:
         # A session that opened and closed since the last write is in both lists and has
         # no row yet: its INSERT carries its end. Only rows written earlier need UPDATE.
         ended = [i for i in closed if i.row_id is not None]
+        peaks, self._peaks = self._peaks, {}
+        if touch:  # every hour with live peers gets a peak, even with no new connection
+            for key, n in self._live_per_key.items():
+                peaks[key] = max(peaks.get(key, 0), n)
         try:
             with transaction.atomic():
                 self._recover_once()
                 self._insert(opened)
                 self._finish(ended)
+                rolled = self._roll_up(opened, ended, peaks)
                 self._write_limit_hits(hits)
                 if touch:
                     self._touch(list(self._live))
@@ -154,13 +194,15 @@ class SessionRecorder:
             for info in opened:
                 info.row_id = None  # the transaction was rolled back
             try:
-                self._write_rows_one_by_one(opened, ended, hits, touch)
+                rolled = self._write_rows_one_by_one(opened, ended, hits, touch, peaks)
             except DatabaseError as exc:
-                self._keep_for_later(opened, closed, hits, exc)
+                self._keep_for_later(opened, closed, hits, exc, peaks)
                 return
         except DatabaseError as exc:  # the database is unreachable, locked, read-only...
-            self._keep_for_later(opened, closed, hits, exc)
+            self._keep_for_later(opened, closed, hits, exc, peaks)
             return
+        for info in rolled:
+            info.rolled = True
         self._recovered = True
         if self._outage:
             logger.warning("session writes work again after %d failed attempts",
@@ -168,7 +210,8 @@ class SessionRecorder:
             self._outage = 0
 
     def _keep_for_later(self, opened: list[SessionInfo], closed: list[SessionInfo],
-                        hits: Counter[tuple[str, str]], exc: DatabaseError) -> None:
+                        hits: Counter[tuple[str, str]], exc: DatabaseError,
+                        peaks: dict[str, int] | None = None) -> None:
         """Put a batch back after a database outage; beyond MAX_PENDING drop the oldest."""
         for info in opened:
             info.row_id = None  # the transaction was rolled back
@@ -179,7 +222,9 @@ class SessionRecorder:
         self._outage += 1
         self._opened[:0] = opened
         self._closed[:0] = closed
-        metrics.pending_hits.update(hits)
+        metrics.get_metrics().pending_hits.update(hits)
+        for key, n in (peaks or {}).items():
+            self._peaks[key] = max(self._peaks.get(key, 0), n)
         self._bound_backlog()
 
     def _bound_backlog(self) -> None:
@@ -194,8 +239,12 @@ class SessionRecorder:
                        MAX_PENDING, excess)
 
     def _write_rows_one_by_one(self, opened: list[SessionInfo], ended: list[SessionInfo],
-                               hits: Counter[tuple[str, str]], touch: bool) -> None:
-        """Write each row in its own savepoint; count and log (once) the refused ones."""
+                               hits: Counter[tuple[str, str]], touch: bool,
+                               peaks: dict[str, int]) -> list[SessionInfo]:
+        """Write each row in its own savepoint; count and log (once) the refused ones.
+
+        Return the sessions whose messages went into the usage rollups (those stored)."""
+        rolled: list[SessionInfo] = []
         refused: list[str] = []
 
         def attempt(what: str, write: Any, *args: Any) -> None:
@@ -216,10 +265,58 @@ class SessionRecorder:
             if touch:
                 for info in list(self._live):
                     attempt(f"refresh of session {info.peer_id!r}", self._touch, [info])
+            stored = [i for i in opened if i.row_id is not None]
+
+            def roll() -> None:
+                rolled.extend(self._roll_up(stored, ended, peaks))
+
+            attempt("usage rollups", roll)
         if refused:
             self.dropped += len(refused)
             logger.error("the database refused %d of this batch's rows; dropped them, "
                          "stored the rest (first: %s)", len(refused), refused[0])
+        return rolled
+
+    def _roll_up(self, opened: list[SessionInfo], ended: list[SessionInfo],
+                 peaks: dict[str, int]) -> list[SessionInfo]:
+        """Add this batch to the hourly usage rollups; return the sessions whose
+        messages it added (marked once the transaction commits)."""
+        from signalling import rollup
+
+        deltas: dict[rollup.RollupKey, rollup.Delta] = {}
+
+        def delta(at: datetime, key: str) -> rollup.Delta:
+            return deltas.setdefault((rollup.hour_of(at), key[:64], self.node[:100]),
+                                     rollup.Delta())
+
+        for info in opened:
+            delta(info.connected_at, info.api_key).connections += 1
+        rolled = [i for i in (*opened, *ended) if i.disconnected_at is not None and not i.rolled]
+        for info in rolled:
+            d = delta(info.connected_at, info.api_key)
+            d.messages_in += info.messages_in
+            d.messages_out += info.messages_out
+            d.heartbeats += info.heartbeats
+        now = timezone.now()
+        for key, n in peaks.items():
+            d = delta(now, key)
+            d.peak_live = max(d.peak_live, n)
+        rollup.add(deltas)
+        return rolled
+
+    def _roll_up_stale(self, stale: Any) -> None:
+        """Add the messages of sessions a crash left open to the rollups."""
+        from signalling import rollup
+
+        deltas: dict[rollup.RollupKey, rollup.Delta] = {}
+        for r in stale.values("connected_at", "api_key", "messages_in", "messages_out",
+                              "heartbeats").iterator():
+            d = deltas.setdefault((rollup.hour_of(r["connected_at"]), r["api_key"], self.node),
+                                  rollup.Delta())
+            d.messages_in += r["messages_in"]
+            d.messages_out += r["messages_out"]
+            d.heartbeats += r["heartbeats"]
+        rollup.add(deltas)
 
     def flush_sync(self) -> None:
         """Write everything pending now (at exit); live sessions are closed first."""
@@ -234,6 +331,7 @@ class SessionRecorder:
         if self._recovered:  # set by write() once the transaction is committed
             return
         stale = PeerSession.objects.filter(node=self.node, disconnected_at__isnull=True)
+        self._roll_up_stale(stale)
         count = stale.update(disconnected_at=timezone.now(), close_reason="node restarted")
         if count:
             logger.warning("closed %d sessions this node left open", count)
@@ -275,7 +373,7 @@ class SessionRecorder:
         return (i.api_key[:64], i.peer_id[:255], self.node[:100], i.transport[:16],
                 i.remote_addr[:64], i.user_agent[:255], i.client_version[:32],
                 at(i.connected_at), at(ended or i.connected_at), at(ended),
-                i.close_reason[:100], i.messages_in, i.messages_out)
+                i.close_reason[:100], i.messages_in, i.messages_out, i.heartbeats)
 
     def _insert_with_orm(self, infos: list[SessionInfo]) -> None:
         from signalling.models import PeerSession
@@ -289,9 +387,9 @@ class SessionRecorder:
     def _finish(self, infos: list[SessionInfo]) -> None:
         self._execute_many(
             "UPDATE {table} SET disconnected_at = %s, last_seen = %s, close_reason = %s, "
-            "messages_in = %s, messages_out = %s WHERE id = %s",
+            "messages_in = %s, messages_out = %s, heartbeats = %s WHERE id = %s",
             [(_db_time(i.disconnected_at), _db_time(i.disconnected_at), i.close_reason,
-              i.messages_in, i.messages_out, i.row_id) for i in infos])
+              i.messages_in, i.messages_out, i.heartbeats, i.row_id) for i in infos])
 
     @staticmethod
     def _execute_many(sql: str, rows: list[tuple[Any, ...]]) -> None:
@@ -317,9 +415,10 @@ class SessionRecorder:
     def _touch(self, infos: list[SessionInfo]) -> None:
         now = _db_time(timezone.now())
         self._execute_many(
-            "UPDATE {table} SET last_seen = %s, messages_in = %s, messages_out = %s "
-            "WHERE id = %s",
-            [(now, i.messages_in, i.messages_out, i.row_id) for i in infos if i.row_id])
+            "UPDATE {table} SET last_seen = %s, messages_in = %s, messages_out = %s, "
+            "heartbeats = %s WHERE id = %s",
+            [(now, i.messages_in, i.messages_out, i.heartbeats, i.row_id)
+             for i in infos if i.row_id])
 
 
 def _first_line(exc: BaseException) -> str:

@@ -49,7 +49,7 @@ def base(server: LiveServer) -> str:
 
 async def dashboard_live(admin: Page, server: LiveServer, key: str) -> str:
     await admin.goto(f"{base(server)}/dashboard/")
-    cell = await admin.text_content(f'#key-summary tr[data-key="{key}"] td.live')
+    cell = await admin.text_content(f'#key-summary tr[data-key="{key}"] td.live .count')
     return (cell or "").strip()
 
 
@@ -82,7 +82,7 @@ async def test_staff_creates_a_key_sees_its_peer_live_and_deactivating_disconnec
         assert "dash-peer" not in await admin.content()  # ids are not shown on it
 
         await admin.goto(f"{base(server)}/admin/apikeys/apikey/?q={KEY}")
-        assert (await admin.text_content("td.field-live") or "").strip() == "1"
+        assert (await admin.text_content("td.field-live") or "").strip() == "1 / 5"
         await admin.check("input.action-select")
         await admin.select_option("select[name=action]", "deactivate_keys")
         await admin.click("button[name=index]")
@@ -98,8 +98,8 @@ async def test_staff_creates_a_key_sees_its_peer_live_and_deactivating_disconnec
         await wait_event(peer_page, "peer", "disconnected")
         await eventually(lambda: close_reasons(server, KEY) == {"dash-peer": "key deactivated"})
         assert await dashboard_live(admin, server, KEY) == "0"
-        state = await admin.text_content(f'#key-summary tr[data-key="{KEY}"] td.state')
-        assert (state or "").strip() == "inactive"
+        state = await admin.text_content(f'#key-summary tr[data-key="{KEY}"] .state')
+        assert (state or "").strip() == "(inactive)"
 
         again = await open_page(browser)
         await create_peer(again, server, "dash-peer-2", key=KEY)

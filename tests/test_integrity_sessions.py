@@ -41,7 +41,7 @@ def test_the_backlog_is_bounded_with_a_counted_drop(monkeypatch: pytest.MonkeyPa
     assert recorder.pending == 10 and recorder.dropped == 15
     assert recorder._opened == infos[15:]  # the oldest went
     recorder._opened.clear()
-    sessions.metrics.pending_hits.clear()
+    sessions.metrics.get_metrics().pending_hits.clear()
 
 
 async def test_bad_records_never_block_honest_sessions_on_postgres(tmp_path: Path) -> None:

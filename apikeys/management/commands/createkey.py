@@ -5,6 +5,7 @@ from typing import Any
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apikeys import audit
 from apikeys.forms import normalise_origin
 from apikeys.models import ApiKey
 
@@ -43,4 +44,6 @@ class Command(BaseCommand):
                 f"{field}: {' '.join(errors)}" for field, errors in exc.message_dict.items()
             )) from exc
         row.save()
+        audit.record_command("createkey", [row], audit.ADDITION,
+                             f"Created with concurrent limit {row.concurrent_limit}.")
         self.stdout.write(row.key)

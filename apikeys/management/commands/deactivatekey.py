@@ -5,6 +5,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apikeys import audit
 from apikeys.lifecycle import UnknownKey, deactivate_key
 
 
@@ -23,6 +24,8 @@ class Command(BaseCommand):
             except UnknownKey:
                 unknown.append(key)
                 continue
+            audit.record_command("deactivatekey", [row], audit.CHANGE,
+                                 "Deactivated; live peers disconnected.")
             self.stdout.write(f"deactivated {row.key!r} ({row.name})")
         if len(unknown) < len(options["keys"]):
             within = settings.PEERHUB_KEY_WATCH_MS / 1000 + settings.PEERHUB_KEY_CACHE_SECONDS

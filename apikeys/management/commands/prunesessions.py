@@ -1,12 +1,11 @@
 """``manage.py prunesessions --older-than DAYS``: delete old closed peer sessions."""
 
-from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from signalling.models import PeerSession
+from signalling.retention import cutoff, prune
 
 
 class Command(BaseCommand):
@@ -21,12 +20,10 @@ class Command(BaseCommand):
         days: float = options["days"]
         if days < 0:
             raise CommandError("--older-than must not be negative")
-        cutoff = timezone.now() - timedelta(days=days)
-        old = PeerSession.objects.filter(disconnected_at__isnull=False,
-                                         disconnected_at__lt=cutoff)
+        before = cutoff(timezone.now(), days)
         if options["dry_run"]:
-            self.stdout.write(f"would delete {old.count()} closed sessions older than "
-                              f"{days:g} days")
+            self.stdout.write(f"would delete {prune(before, dry_run=True)} closed sessions "
+                              f"older than {days:g} days")
             return
-        deleted, _ = old.delete()
+        deleted = prune(before)
         self.stdout.write(f"deleted {deleted} closed sessions older than {days:g} days")

@@ -5,6 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from apikeys import audit
 from apikeys.models import ApiKey
 from apikeys.tenants import forget_cached
 
@@ -31,4 +32,7 @@ class Command(BaseCommand):
             row.require_signed_tokens = True
         row.save(update_fields=[*ApiKey.ROTATION_FIELDS, "require_signed_tokens"])
         forget_cached(row.key)
+        required = " Signed tokens are now required." if options["require"] else ""
+        audit.record_command("rotatesecret", [row], audit.CHANGE,
+                             f"Generated a new token signing secret.{required}")
         self.stdout.write(secret)

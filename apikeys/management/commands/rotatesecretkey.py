@@ -6,6 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, transaction
 
+from apikeys import audit
 from apikeys.crypto import SecretUnreadable, decrypt, encrypt
 from apikeys.models import ApiKey
 
@@ -17,7 +18,7 @@ class Command(BaseCommand):
             "(the old key must be in SECRET_KEY_FALLBACKS).")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        count = 0
+        changed: list[int] = []
         table = connection.ops.quote_name(ApiKey._meta.db_table)
         names = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
         try:
@@ -33,7 +34,10 @@ class Command(BaseCommand):
                                          for c in _COLUMNS)
                         cursor.execute(f"UPDATE {table} SET {sets} WHERE id = %s",
                                        [*fresh, pk])
-                        count += 1
+                        changed.append(pk)
+                audit.record_command(
+                    "rotatesecretkey", list(ApiKey.objects.filter(pk__in=changed)),
+                    audit.CHANGE, "Re-encrypted the signing secrets with the new SECRET_KEY.")
         except SecretUnreadable as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"re-encrypted the signing secrets of {count} key(s)")
+        self.stdout.write(f"re-encrypted the signing secrets of {len(changed)} key(s)")
