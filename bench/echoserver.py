@@ -1,9 +1,9 @@
 """An echo websocket on peerhub's own websocket code, for conformance runs (Autobahn).
 
 ``python -m bench.echoserver --port N`` serves ``ws://127.0.0.1:N/peerjs`` with
-:class:`peerhub.front.WebSocket` (the code that serves PeerJS sockets) in front of an
-ASGI application that sends every message back as it came. Everything else on the port
-is refused (the connection is closed): there is no daphne behind it.
+:class:`edge.websocket.WebSocket` (the code that serves PeerJS sockets) behind the edge's
+HTTP/1.1 connection, in front of an ASGI application that sends every message back as it
+came. Everything else on the port gets 404: there is no Django behind it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,9 @@ import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from peerhub.front import Front, FrontOptions
+from edge.options import EdgeOptions, Limits, WebSocketOptions
+from edge.routes import Routes
+from edge.server import Edge
 
 logger = logging.getLogger(__name__)
 
@@ -43,31 +45,36 @@ async def echo(scope: dict[str, Any], receive: Callable[[], Awaitable[Message]],
             return
 
 
-def refuse(transport: asyncio.Transport, data: bytes) -> None:
-    """What the front hands over when a connection is not the websocket: closed."""
-    transport.abort()
+def echo_options(max_size: int = MAX_MESSAGE_SIZE) -> EdgeOptions:
+    """Edge options for the echo server: path ``/peerjs``, no liveness pings, no
+    per-address limits or frame rate in the way."""
+    buffer = 256 * 1024 * 1024
+    return EdgeOptions(
+        ws_path="/peerjs",
+        limits=Limits(head_timeout=60.0, max_sockets_per_ip=None, send_buffer_limit=buffer),
+        websocket=WebSocketOptions(max_message_size=max_size, ping_interval=3600.0,
+                                   send_buffer_limit=buffer),
+        access_log=False)
 
 
-def echo_options(max_size: int = MAX_MESSAGE_SIZE) -> FrontOptions:
-    """Front options for the echo server: path ``/peerjs``, no liveness pings in the way."""
-    return FrontOptions(ws_path="/peerjs", max_message_size=max_size, ping_interval=3600.0,
-                        handshake_timeout=60.0, send_buffer_limit=256 * 1024 * 1024,
-                        proxy_headers=False)
+def echo_edge(max_size: int = MAX_MESSAGE_SIZE) -> Edge:
+    """The edge serving :func:`echo` at ``/peerjs`` and nothing else."""
+    return Edge(echo_options(max_size), echo, Routes(), None)
 
 
 async def serve(host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT."""
-    front = Front(echo_options(), echo, refuse)
+    edge = echo_edge()
     sock = socket.create_server((host, port), reuse_port=False)
     sock.setblocking(False)
-    await front.start(sock, backlog=128)
+    await edge.serve(sock, backlog=128)
     print(f"echo websocket on ws://{host}:{port}/peerjs", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    await front.shutdown(grace=1.0)
+    await edge.shutdown(grace=1.0)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,11 +1,16 @@
-"""ASGI entry point: the PeerJS HTTP routes, Django for the rest of HTTP, and the PeerJS
-consumer at ``{path}peerjs``."""
+"""ASGI entry points: the PeerJS HTTP routes, Django for the rest of HTTP, and the PeerJS
+consumer at ``{path}peerjs``.
+
+The edge (:mod:`edge`) runs :data:`peer_socket_app` itself for the websocket path and
+``signalling.http_api``'s applications for the PeerJS HTTP routes, and proxies every
+other request to daphne, which runs :data:`application` (so only Django's requests
+reach it). :data:`application` also routes websockets and the PeerJS HTTP routes, for
+in-process tests (``WebsocketCommunicator``, ``HttpCommunicator``).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import os
-import sys
 from typing import Any
 
 from django.core.asgi import get_asgi_application
@@ -14,9 +19,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "peerhub.settings")
 django_http = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
-from django.conf import settings  # noqa: E402
 
-from peerhub import daphne_compat  # noqa: E402
 from peerhub.proxy import trusted_from_env  # noqa: E402
 from peerhub.proxy_asgi import ProxyHeaders  # noqa: E402
 from signalling.config import get_config  # noqa: E402
@@ -24,30 +27,11 @@ from signalling.consumers import PeerConsumer  # noqa: E402
 from signalling.health import ROUTES as HEALTH_ROUTES  # noqa: E402
 from signalling.http_api import peerjs_http_app  # noqa: E402
 from signalling.metrics_http import METRICS_PATH, metrics_app  # noqa: E402
-from signalling.node import get_node  # noqa: E402
-from signalling.unavailable import refusal, send_refusal  # noqa: E402
+from signalling.unavailable import gated  # noqa: E402
 
-
-async def drain() -> None:
-    """Drain this node (stop admitting, close its peers over DRAIN_WINDOW); idempotent."""
-    await get_node().drain()
-
-
-daphne_compat.install(settings.PEERHUB_SEND_BUFFER_LIMIT)
-if "twisted.internet.reactor" in sys.modules:  # running under daphne
-    from twisted.internet import reactor
-
-    daphne_compat.on_shutdown(drain)
-
-    def _start_node() -> None:
-        # daphne may import this module before or after its loop runs: either way the
-        # node's background work (hub tasks, control listener) starts once it does.
-        asyncio.get_event_loop().call_soon(lambda: get_node().start())
-
-    reactor.callWhenRunning(_start_node)
-#: The PeerJS socket's ASGI application. The websocket front (``peerhub.front``) runs it
-#: directly for ``{path}peerjs``: it has already matched the path, and each layer of
-#: routing is another coroutine frame kept alive for every connected peer.
+#: The PeerJS socket's ASGI application. The edge runs it directly for ``{path}peerjs``:
+#: it has already matched the path, and each layer of routing is another coroutine frame
+#: kept alive for every connected peer.
 peer_socket_app = PeerConsumer.as_asgi()
 
 
@@ -61,26 +45,18 @@ async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """``/metrics`` (exact path) to the Prometheus endpoint; ``GET /healthz`` and
-    ``/readyz`` (signalling.health); the PeerJS routes as plain ASGI apps (no Django
-    request cycle), refused with 503 while this node drains and 403 for a banned
-    address; Django otherwise."""
+    """``/metrics`` (exact path) to the Prometheus endpoint, ``/healthz`` and ``/readyz``,
+    the PeerJS routes as plain ASGI apps (no Django request cycle; 503 while draining,
+    403 for a banned address); Django otherwise. (The edge has the same table.)"""
     if scope["path"] == METRICS_PATH:
         await metrics_app(scope, receive, send)
         return
     health = HEALTH_ROUTES.get(scope["path"])
-    if health is not None and scope["method"] in ("GET", "HEAD"):
+    if health is not None:
         await health(scope, receive, send)
         return
-    app = peerjs_http_app(scope["path"])
-    if app is None:
-        await django_http(scope, receive, send)
-        return
-    refused = refusal(scope)
-    if refused is not None:
-        await send_refusal(refused, receive, send)
-        return
-    await app(scope, receive, send)
+    app = gated(peerjs_http_app(scope["path"]))
+    await (django_http if app is None else app)(scope, receive, send)
 
 
 application = ProxyHeaders(

@@ -1,15 +1,16 @@
-"""Start daphne with peerhub's settings: ``python -m peerhub.serve``.
+"""Start peerhub: ``python -m peerhub.serve``.
 
-By default (``WEBSOCKET_FRONT=true``) the public port belongs to peerhub's websocket front
-(:mod:`peerhub.front`) in daphne's process and event loop: it serves the PeerJS socket
-itself and hands every other connection to daphne, which listens only on a private
-unix socket. ``WEBSOCKET_FRONT=false`` lets daphne serve the public port alone.
+One process, one event loop (uvloop). The public port belongs to the edge
+(:mod:`edge`), which serves the whole PeerJS protocol itself and proxies everything else
+to Django. Django runs on stock daphne in the same process and loop (daphne runs Twisted
+on asyncio), listening only on a unix socket in a private temporary directory: the
+admin and dashboard read the in-process hub. The edge is started with daphne's reactor
+(``reactor.callWhenRunning``) and stopped by a system event trigger before it shuts
+down; nothing of daphne, Twisted or autobahn is patched.
 
-The daphne options that matter to a PeerServer come from the same environment as the
-rest: address and port, a listen backlog large enough for connection bursts, websocket
-pings sized from ALIVE_TIMEOUT (dead sockets are closed and their ids freed within it),
-no daphne-side socket lifetime limit, and MAX_MESSAGE_SIZE as the frame limit (a larger
-frame is closed with code 1009 by the consumer).
+``ADMIN_PORT`` adds a listener that serves Django (and the health and metrics routes)
+only; ``ADMIN_ON_PUBLIC_PORT=false`` answers 404 for the admin and dashboard on the
+public port. ``TLS_CERT_FILE`` and ``TLS_KEY_FILE`` put TLS on the public port.
 """
 
 from __future__ import annotations
@@ -17,50 +18,37 @@ from __future__ import annotations
 import asyncio
 import atexit
 import gc
-import math
 import os
 import shutil
 import socket
+import ssl
 import sys
 import tempfile
 from typing import TYPE_CHECKING
 
-from peerhub.env import env_bool, env_int, env_str
+from peerhub.env import ImproperEnvironment, env_bool, env_int, env_str
 from peerhub.proxy import trusted_from_env
 
 if TYPE_CHECKING:
-    from peerhub.front import FrontOptions
+    from edge.options import EdgeOptions
+    from edge.routes import Routes
+    from edge.server import Edge
 
 
-def daphne_argv(endpoint: str | None = None) -> list[str]:
-    """The daphne command line for the current environment.
+def daphne_argv(endpoint: str) -> list[str]:
+    """daphne's command line: Django on ``endpoint`` (a Twisted endpoint string).
 
-    ``endpoint`` (a Twisted endpoint string) replaces the public TCP port, for when the
-    websocket front owns that port.
+    daphne trusts the forwarding headers (``--proxy-headers``): only the edge can reach
+    its socket, and the edge drops what the client sent in them and writes exactly one
+    address, the client's as :mod:`peerhub.proxy` found it (so daphne's left-end rule
+    reads the right one). Its access log is off: the edge writes one line per request.
     """
-    host = env_str("HOST", "0.0.0.0")
-    port = env_int("PORT", 9000)
-    backlog = env_int("LISTEN_BACKLOG", 4096, minimum=1)
-    alive_ms = env_int("ALIVE_TIMEOUT", 60000, minimum=100)
-    max_size = env_int("MAX_MESSAGE_SIZE", 65536, minimum=1024)
-    half = max(1, math.ceil(alive_ms / 2000))  # daphne takes whole seconds
-    # The consumer closes frames over MAX_MESSAGE_SIZE with 1009; daphne's own limit,
-    # which drops the TCP connection, only bounds memory for frames far beyond it.
-    hard_limit = max_size * 4
-    interface = host.replace(":", r"\:")
-    if endpoint is None:
-        endpoint = f"tcp:port={port}:interface={interface}:backlog={backlog}"
     return [
         "-e", endpoint,
-        "--ping-interval", str(half),
-        "--ping-timeout", str(half),
-        "--websocket_timeout", "-1",
-        "--websocket-max-message-size", str(hard_limit),
-        "--websocket-max-frame-size", str(hard_limit),
+        "--proxy-headers",
+        "--access-log", os.devnull,
         "--application-close-timeout", "5",
         "-v", env_str("DAPHNE_VERBOSITY", "1"),
-        # No --proxy-headers: daphne takes X-Forwarded-For's left end, which the client
-        # writes. peerhub.asgi reads proxy headers itself (peerhub.proxy).
         "peerhub.asgi:application",
     ]
 
@@ -103,26 +91,105 @@ def listen_socket(host: str, port: int, backlog: int, reuse_port: bool = False
     return sock
 
 
-def front_options() -> FrontOptions:
-    """The websocket front's options, from Django settings (after daphne loaded them)."""
+def tls_context() -> ssl.SSLContext | None:
+    """The public port's TLS context from ``TLS_CERT_FILE``/``TLS_KEY_FILE``, or None."""
+    cert, key = env_str("TLS_CERT_FILE", ""), env_str("TLS_KEY_FILE", "")
+    if not cert and not key:
+        return None
+    if not cert or not key:
+        raise ImproperEnvironment("TLS_CERT_FILE and TLS_KEY_FILE must be set together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        raise ImproperEnvironment(f"cannot load TLS_CERT_FILE/TLS_KEY_FILE: {exc}") from exc
+    context.set_alpn_protocols(["http/1.1"])
+    return context
+
+
+def edge_options() -> EdgeOptions:
+    """The edge's options, from the environment and Django settings."""
     from django.conf import settings
 
-    from peerhub.front import FrontOptions
+    from edge.options import EdgeOptions, Limits, WebSocketOptions
     from signalling.config import get_config
+    from signalling.protocol import Errors
 
     cfg = get_config()
-    trusted = trusted_from_env()
-    return FrontOptions(
-        ws_path=cfg.ws_path,
+    limits = Limits(
+        max_head_size=env_int("MAX_HEAD_SIZE", 16384, minimum=1024),
+        max_body_size=env_int("MAX_BODY_SIZE", 1024 * 1024, minimum=1024),
+        head_timeout=env_int("HANDSHAKE_TIMEOUT", 20, minimum=1),
+        body_timeout=env_int("BODY_TIMEOUT", 20, minimum=1),
+        keepalive_timeout=env_int("KEEPALIVE_TIMEOUT", 5, minimum=1),
+        max_sockets_per_ip=cfg.max_sockets_per_ip,
+        connect_rate=cfg.connect_rate,
+        connect_burst=cfg.connect_burst,
+        send_buffer_limit=settings.PEERHUB_SEND_BUFFER_LIMIT,
+    )
+    websocket = WebSocketOptions(
         # The consumer closes messages over MAX_MESSAGE_SIZE with ERROR and 1009; the
-        # front's own limit (1009 without reading the payload) only bounds memory.
+        # edge's own limit (1009 without reading the payload) only bounds memory.
         max_message_size=cfg.max_message_size * 4,
         ping_interval=cfg.alive_timeout / 2,
-        handshake_timeout=env_int("HANDSHAKE_TIMEOUT", 20, minimum=1),
         send_buffer_limit=settings.PEERHUB_SEND_BUFFER_LIMIT,
-        proxy_headers=trusted is not None,
-        trusted_proxies=trusted,
+        frame_rate=cfg.rate_limit,
+        frame_burst=max(cfg.rate_limit, cfg.rate_burst),
+        rate_error=Errors.RATE_LIMIT,
     )
+    return EdgeOptions(
+        ws_path=cfg.ws_path, limits=limits, websocket=websocket,
+        trusted_proxies=trusted_from_env(),
+        admin_on_public=env_bool("ADMIN_ON_PUBLIC_PORT", True),
+        access_log=env_int("DAPHNE_VERBOSITY", 1) >= 1,
+    )
+
+
+def edge_routes() -> Routes:
+    """The edge's route table: the PeerJS HTTP routes, then what other parts register.
+
+    Health and metrics entries are added here (``routes.add("/healthz", app)``).
+    """
+    from edge.routes import Routes
+    from signalling.health import ROUTES as HEALTH_ROUTES
+    from signalling.http_api import peerjs_http_app
+    from signalling.metrics_http import METRICS_PATH, metrics_app
+    from signalling.unavailable import gated
+
+    routes = Routes()
+    routes.add(METRICS_PATH, metrics_app)  # on the admin address too
+    for path, app in HEALTH_ROUTES.items():  # /healthz, /readyz: on the admin address too
+        routes.add(path, app)
+    # 503 while this node drains, 403 for a banned address, before the PeerJS routes.
+    routes.add_resolver(lambda path: gated(peerjs_http_app(path)))
+    return routes
+
+
+def unavailable_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean a backing store is down: the edge answers them with 503."""
+    from django.db import DatabaseError
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    from signalling.errors import ClusterUnavailable
+
+    return (ClusterUnavailable, DatabaseError, RedisConnectionError, RedisTimeoutError)
+
+
+def build_edge(django_socket: str) -> Edge:
+    """The edge for this process, with Django behind it on ``django_socket``."""
+    from edge.access import AccessLog
+    from edge.server import Edge
+    from edge.upstream import Upstream
+    from peerhub.asgi import peer_socket_app
+    from signalling.metrics import limit_hit
+
+    def refused(text: str, ip: str) -> None:
+        limit_hit("", "per-address", ip)
+
+    return Edge(edge_options(), peer_socket_app, edge_routes(), Upstream(django_socket),
+                access_log=AccessLog(), unavailable=unavailable_errors(),
+                on_refused=refused)
 
 
 def tune_gc() -> None:
@@ -138,62 +205,90 @@ def tune_gc() -> None:
     gc.set_threshold(10_000, 10, 10)
 
 
-def server_with_front(sock: socket.socket, backlog: int) -> type:
-    """daphne's Server class, extended to start the websocket front on ``sock``."""
-    from daphne.server import Server
-    from twisted.internet import defer, reactor
+class EdgeRunner:
+    """Starts the edge when daphne's reactor runs and stops it before the reactor stops."""
 
-    from peerhub.front import Front, adopt_into_twisted
-    from peerhub.logredact import RedactingAccessLog
+    def __init__(self, django_socket: str, public: socket.socket,
+                 admin: socket.socket | None, tls: ssl.SSLContext | None, backlog: int):
+        self.django_socket = django_socket
+        self.public = public
+        self.admin = admin
+        self.tls = tls
+        self.backlog = backlog
+        self.edge: Edge | None = None
 
-    class PeerhubServer(Server):
-        def run(self) -> None:
-            reactor.callWhenRunning(self._start_front)
-            super().run()
+    def install(self) -> None:
+        """Register with the reactor (before daphne runs it)."""
+        from twisted.internet import reactor
 
-        def kill_all_applications(self) -> defer.Deferred[None]:
-            # daphne cancels every HTTP request in flight when shutdown begins; during a
-            # drain the node still answers (/readyz 503, the PeerJS routes 503), so the
-            # cancelling waits until the drain is over.
-            from peerhub.asgi import drain
+        reactor.callWhenRunning(self._start)
 
-            drained = defer.Deferred.fromFuture(asyncio.ensure_future(drain()))
-            drained.addBoth(lambda _: super(PeerhubServer, self).kill_all_applications())
-            return drained
+    def _start(self) -> None:
+        from twisted.internet import defer, reactor
 
-        def _start_front(self) -> None:
-            access = self.action_logger
-            from peerhub.asgi import peer_socket_app
+        from signalling.node import get_node
 
-            front = Front(front_options(), peer_socket_app,
-                          adopt_into_twisted(self.http_factory),
-                          access.websocket if isinstance(access, RedactingAccessLog) else None)
-            self.front_started = asyncio.ensure_future(front.start(sock, backlog))
-            self.front_started.add_done_callback(self._front_start_done)
+        tune_gc()  # once the application is loaded
+        get_node().start()  # the hub's tasks and the control-plane listener
+        self.edge = build_edge(self.django_socket)
+        started = asyncio.ensure_future(self._serve(self.edge))
+        started.add_done_callback(self._started)
 
-            async def drain_then_shutdown() -> None:
-                from peerhub.asgi import drain
+        def stop() -> defer.Deferred[None]:
+            return defer.Deferred.fromFuture(asyncio.ensure_future(self.stop()))
 
-                await drain()  # the peers leave over DRAIN_WINDOW first
-                await front.shutdown()
+        reactor.addSystemEventTrigger("before", "shutdown", stop)  # type: ignore[arg-type]
 
-            def stop() -> defer.Deferred[None]:
-                return defer.Deferred.fromFuture(asyncio.ensure_future(drain_then_shutdown()))
+    async def _serve(self, edge: Edge) -> None:
+        await edge.serve(self.public, self.backlog, public=True, tls=self.tls)
+        if self.admin is not None:
+            await edge.serve(self.admin, self.backlog, public=False)
 
-            reactor.addSystemEventTrigger("before", "shutdown", stop)  # type: ignore[arg-type]
+    def _started(self, started: asyncio.Future[None]) -> None:
+        from twisted.internet import reactor
 
-        def _front_start_done(self, started: asyncio.Future[None]) -> None:
-            if not started.cancelled() and started.exception() is not None:
-                print(f"peerhub: the websocket front did not start: {started.exception()}",
-                      file=sys.stderr, flush=True)
-                reactor.stop()  # type: ignore[misc]
+        if not started.cancelled() and started.exception() is not None:
+            print(f"peerhub: the edge did not start: {started.exception()}",
+                  file=sys.stderr, flush=True)
+            reactor.stop()  # type: ignore[misc]
 
-    return PeerhubServer
+    async def stop(self) -> None:
+        """Drain the node (signalling.node: stop admitting, /readyz 503, peers closed with
+        1001 over DRAIN_WINDOW, each id released first), then stop the edge."""
+        from signalling.node import get_node
+
+        await get_node().drain()
+        if self.edge is not None:
+            self.edge.stop_accepting()
+            await self.edge.shutdown()
+
+
+def open_listeners(backlog: int) -> tuple[socket.socket, socket.socket | None]:
+    """The public listening socket and the admin one (``ADMIN_PORT``), or exit."""
+    host, port = env_str("HOST", "0.0.0.0"), env_int("PORT", 9000)
+    try:
+        public = listen_socket(host, port, backlog, env_bool("REUSE_PORT", False))
+    except OSError as exc:
+        print(f"peerhub: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
+        sys.exit(1)
+    admin_port = env_int("ADMIN_PORT", 0)
+    if not admin_port:
+        return public, None
+    admin_host = env_str("ADMIN_HOST", "127.0.0.1")
+    try:
+        admin = listen_socket(admin_host, admin_port, backlog,
+                              env_bool("REUSE_PORT", False))
+    except OSError as exc:
+        print(f"peerhub: cannot listen on {admin_host}:{admin_port}: {exc}",
+              file=sys.stderr)
+        sys.exit(1)
+    print(f"peerhub: admin on {admin_host}:{admin_port}", flush=True)
+    return public, admin
 
 
 def main() -> None:
-    """Run daphne in this process (behind the websocket front unless switched off), or
-    supervise ``WORKERS`` such processes sharing the port."""
+    """Run the edge and daphne in this process, or supervise ``WORKERS`` such processes
+    sharing the port."""
     from peerhub.startup import prepare
 
     prepare(sys.argv[1:])  # --help, --version; every setting checked; exit 2 on a bad one
@@ -208,33 +303,23 @@ def main() -> None:
             print(f"peerhub: {exc}", file=sys.stderr, flush=True)
             sys.exit(2)
     use_uvloop()
-    import daphne.cli
+    try:
+        tls = tls_context()
+    except ImproperEnvironment as exc:
+        print(f"peerhub: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
     from daphne.cli import CommandLineInterface
 
-    from peerhub.logredact import RedactingAccessLog
-
-    daphne.cli.AccessLogGenerator = RedactingAccessLog
-
-    from twisted.internet import reactor
-
-    reactor.callWhenRunning(tune_gc)  # once the application is loaded
-    host, port = env_str("HOST", "0.0.0.0"), env_int("PORT", 9000)
-    cli = CommandLineInterface()
-    if env_bool("WEBSOCKET_FRONT", True):
-        backlog = env_int("LISTEN_BACKLOG", 4096, minimum=1)
-        try:
-            sock = listen_socket(host, port, backlog, env_bool("REUSE_PORT", False))
-        except OSError as exc:
-            print(f"peerhub: cannot listen on {host}:{port}: {exc}", file=sys.stderr)
-            sys.exit(1)
-        private = tempfile.mkdtemp(prefix="peerhub-daphne-")
-        atexit.register(shutil.rmtree, private, True)
-        cli.server_class = server_with_front(sock, backlog)
-        argv = daphne_argv(f"unix:{os.path.join(private, 'http.sock')}:mode=600")
-    else:
-        argv = daphne_argv()
-    print(f"peerhub: serving on {host}:{port}", flush=True)
-    cli.run(argv)
+    backlog = env_int("LISTEN_BACKLOG", 4096, minimum=1)
+    public, admin = open_listeners(backlog)
+    private = tempfile.mkdtemp(prefix="peerhub-daphne-")
+    atexit.register(shutil.rmtree, private, True)
+    django_socket = os.path.join(private, "http.sock")
+    EdgeRunner(django_socket, public, admin, tls, backlog).install()
+    scheme = "https" if tls is not None else "http"
+    print(f"peerhub: serving on {scheme}://{env_str('HOST', '0.0.0.0')}:"
+          f"{env_int('PORT', 9000)}", flush=True)
+    CommandLineInterface().run(daphne_argv(f"unix:{django_socket}:mode=600"))
     sys.exit(0)
 
 

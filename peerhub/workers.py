@@ -20,7 +20,7 @@ import sys
 import time
 from types import FrameType
 
-from peerhub.env import env_bool, node_name
+from peerhub.env import node_name
 
 logger = logging.getLogger(__name__)
 
@@ -37,9 +37,6 @@ def check_workers_allowed() -> None:
     if not os.environ.get("REDIS_URL"):
         raise WorkersRefused("WORKERS > 1 needs REDIS_URL: the workers share peers through "
                              "Redis (see README, Running a cluster)")
-    if not env_bool("WEBSOCKET_FRONT", True):
-        raise WorkersRefused("WORKERS > 1 needs the websocket front (WEBSOCKET_FRONT=true), "
-                             "which shares the port with SO_REUSEPORT")
 
 
 def worker_env(base: dict[str, str], name: str, index: int) -> dict[str, str]:

@@ -1,6 +1,6 @@
 """RFC 6455 as pure functions: the opening handshake and the frame codec.
 
-Nothing here touches sockets or the event loop; :mod:`peerhub.front` feeds it bytes.
+Nothing here touches sockets or the event loop; :mod:`edge.websocket` feeds it bytes.
 Only what a server needs is here: it reads masked client frames (text, binary,
 continuation, close, ping, pong, no extensions) and writes unmasked frames.
 """

@@ -89,3 +89,18 @@ async def send_refusal(refused: tuple[int, str], receive: Any, send: Any) -> Non
         headers.append((b"retry-after", str(RETRY_AFTER_SECONDS).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
+
+
+def gated(app: Any) -> Any:
+    """``app`` (a PeerJS route's ASGI app, or None) behind :func:`refusal`."""
+    if app is None:
+        return None
+
+    async def gate(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        refused = refusal(scope)
+        if refused is not None:
+            await send_refusal(refused, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return gate

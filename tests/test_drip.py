@@ -1,7 +1,7 @@
-"""A frame trickled in tiny writes: the front reads such a socket at most every
+"""A frame trickled in tiny writes: the edge reads such a socket at most every
 DRIP_PAUSE seconds (not once per write), and the message still arrives whole and soon.
 
-The front (peerhub.front.Front) runs in this test's event loop in front of the echo
+The edge (edge.server.Edge) runs in this test's event loop in front of the echo
 application of bench/echoserver.py; the client is a plain blocking socket in a thread,
 so that its writes are paced independently of the loop.
 """
@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from bench import echoserver
-from peerhub import front
+from edge import http as edge_http
+from edge import websocket as edge_ws
 from peerhub import wsframes as wf
 from tests.rawframes import client_frame
 
@@ -28,8 +29,8 @@ WRITES = 1500  # 10-byte writes, one every PAUSE seconds or so
 PAUSE = 0.0005
 
 
-class Counted(front.WebSocket):
-    """The front's websocket, noting each read it gets and whether it then held off."""
+class Counted(edge_ws.WebSocket):
+    """The edge's websocket, noting each read it gets and whether it then held off."""
 
     __slots__ = ()
     reads: list[tuple[int, bool]] = []
@@ -43,12 +44,12 @@ class Counted(front.WebSocket):
 @pytest.fixture
 async def echo_port(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
     Counted.reads = []
-    monkeypatch.setattr(front, "WebSocket", Counted)
-    server = front.Front(echoserver.echo_options(), echoserver.echo, echoserver.refuse)
+    monkeypatch.setattr(edge_http, "WebSocket", Counted)
+    server = echoserver.echo_edge()
     sock = socket.create_server(("127.0.0.1", 0))
     sock.setblocking(False)
     port = sock.getsockname()[1]
-    await server.start(sock, backlog=16)
+    await server.serve(sock, backlog=16)
     try:
         yield port
     finally:
@@ -111,7 +112,7 @@ async def test_a_trickled_frame_is_read_in_few_reads_and_arrives_whole(echo_port
     assert 1 <= holds <= reads
     # the message is not held back for long after its last byte (a busy machine allowed)
     waited = out["echoed"] - out["last_byte"]
-    assert waited < front.DRIP_PAUSE + 2.0, waited
+    assert waited < edge_ws.DRIP_PAUSE + 2.0, waited
 
 
 async def test_a_whole_frame_in_one_write_is_not_held(echo_port: int) -> None:

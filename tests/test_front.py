@@ -1,4 +1,4 @@
-"""The websocket front (peerhub.front) on a real server: raw RFC 6455 bytes and handoffs.
+"""The edge (edge/) on a real server: raw RFC 6455 bytes, HTTP next to the websocket.
 
 Wire-level cases use plain asyncio sockets and a tiny masked-frame builder of their own;
 ordinary peers use the ``websockets`` library (which answers pings by itself).
@@ -30,7 +30,7 @@ StartServer = Callable[..., AbstractContextManager[LiveServer]]
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-MAX_MESSAGE_SIZE = 1024  # the front's own limit is four times this
+MAX_MESSAGE_SIZE = 1024  # the edge's own limit is four times this
 HARD_LIMIT = 4 * MAX_MESSAGE_SIZE
 IO_TIMEOUT = 10.0  # generous: the machine is slow and shared
 
@@ -40,10 +40,10 @@ def uid(prefix: str = "f") -> str:
 
 
 @pytest.fixture(scope="module")
-def front_server(tmp_path_factory: pytest.TempPathFactory,
+def edge_server(tmp_path_factory: pytest.TempPathFactory,
                  template_db: Path) -> Iterator[LiveServer]:
-    """A server with the front explicitly on and a small message limit."""
-    with run_server(tmp_path_factory.mktemp("front"), template_db, WEBSOCKET_FRONT="true",
+    """A server with a small message limit."""
+    with run_server(tmp_path_factory.mktemp("edge"), template_db,
                     MAX_MESSAGE_SIZE=str(MAX_MESSAGE_SIZE)) as server:
         yield server
 
@@ -52,7 +52,7 @@ def front_server(tmp_path_factory: pytest.TempPathFactory,
 def quick_server(tmp_path_factory: pytest.TempPathFactory,
                  template_db: Path) -> Iterator[LiveServer]:
     """A server with short liveness and handshake limits (pings every second)."""
-    with run_server(tmp_path_factory.mktemp("quick"), template_db, WEBSOCKET_FRONT="true",
+    with run_server(tmp_path_factory.mktemp("quick"), template_db,
                     ALIVE_TIMEOUT="2000", HANDSHAKE_TIMEOUT="2") as server:
         yield server
 
@@ -171,8 +171,8 @@ async def raw_join(server: LiveServer, peer_id: str, token: str = "tok"
     return raw, headers
 
 
-def served_by_front(headers: dict[bytes, bytes]) -> bool:
-    """The front's 101 has no Server header; daphne's (autobahn's) says ``Server: daphne``."""
+def served_by_edge(headers: dict[bytes, bytes]) -> bool:
+    """The edge's 101 has no Server header (daphne's, autobahn's, said ``Server: daphne``)."""
     return b"server" not in headers
 
 
@@ -214,26 +214,26 @@ async def id_is_free_again(server: LiveServer, peer_id: str) -> None:
 
 
 async def test_handshake_is_101_with_the_accept_value_and_then_open(
-        front_server: LiveServer) -> None:
-    raw, headers = await raw_join(front_server, uid())
+        edge_server: LiveServer) -> None:
+    raw, headers = await raw_join(edge_server, uid())
     assert headers[b"upgrade"].lower() == b"websocket"
     assert headers[b"connection"].lower() == b"upgrade"
-    assert served_by_front(headers), headers
+    assert served_by_edge(headers), headers
     await raw.send(client_frame(OP_CLOSE, close_payload(1000)))
     assert (await raw.frames_until_closed())[0] == (OP_CLOSE, close_payload(1000))
     raw.close()
 
 
-async def test_handshake_arriving_byte_by_byte_is_served_by_the_front(
-        front_server: LiveServer) -> None:
-    raw = await Raw.connect(front_server)
+async def test_handshake_arriving_byte_by_byte_is_served_by_the_edge(
+        edge_server: LiveServer) -> None:
+    raw = await Raw.connect(edge_server)
     key = base64.b64encode(os.urandom(16))
-    request = upgrade_request(ws_target(front_server, uid()), key)
+    request = upgrade_request(ws_target(edge_server, uid()), key)
     for i in range(0, len(request), 7):
         await raw.send(request[i:i + 7])
         await asyncio.sleep(0.005)
     status, headers, _ = await raw.read_head()
-    assert status == 101 and served_by_front(headers)
+    assert status == 101 and served_by_edge(headers)
     assert headers[b"sec-websocket-accept"] == base64.b64encode(
         hashlib.sha1(key + GUID).digest())
     assert json.loads((await raw.read_frame())[2]) == {"type": "OPEN"}
@@ -241,10 +241,10 @@ async def test_handshake_arriving_byte_by_byte_is_served_by_the_front(
 
 
 async def test_fragmented_offer_with_a_ping_between_fragments(
-        front_server: LiveServer) -> None:
+        edge_server: LiveServer) -> None:
     a_id, b_id = uid("a"), uid("b")
-    raw, _ = await raw_join(front_server, a_id)
-    b = await join(front_server, b_id)
+    raw, _ = await raw_join(edge_server, a_id)
+    b = await join(edge_server, b_id)
     payload = {"sdp": "v=0 héllo wörld " + "x" * 300}
     message = json.dumps({"type": "OFFER", "dst": b_id, "payload": payload},
                          ensure_ascii=False).encode()
@@ -266,8 +266,8 @@ async def test_fragmented_offer_with_a_ping_between_fragments(
     await b.close()
 
 
-async def test_ping_is_answered_with_the_same_payload(front_server: LiveServer) -> None:
-    raw, _ = await raw_join(front_server, uid())
+async def test_ping_is_answered_with_the_same_payload(edge_server: LiveServer) -> None:
+    raw, _ = await raw_join(edge_server, uid())
     for payload in (b"", b"x", os.urandom(125)):
         await raw.send(client_frame(OP_PING, payload))
         assert await raw.read_frame() == (True, OP_PONG, payload)
@@ -275,10 +275,10 @@ async def test_ping_is_answered_with_the_same_payload(front_server: LiveServer) 
 
 
 async def test_bursts_in_one_write_arrive_whole_and_in_order(
-        front_server: LiveServer) -> None:
+        edge_server: LiveServer) -> None:
     a_id, b_id = uid("a"), uid("b")
-    raw, _ = await raw_join(front_server, a_id)
-    b = await join(front_server, b_id)
+    raw, _ = await raw_join(edge_server, a_id)
+    b = await join(edge_server, b_id)
     burst = b"".join(client_frame(OP_TEXT, json.dumps(
         {"type": "CANDIDATE", "dst": b_id, "payload": n}).encode()) for n in range(100))
     await raw.send(burst)
@@ -295,10 +295,10 @@ async def test_bursts_in_one_write_arrive_whole_and_in_order(
     await b.close()
 
 
-async def test_binary_frame_is_relayed(front_server: LiveServer) -> None:
+async def test_binary_frame_is_relayed(edge_server: LiveServer) -> None:
     a_id, b_id = uid("a"), uid("b")
-    raw, _ = await raw_join(front_server, a_id)
-    b = await join(front_server, b_id)
+    raw, _ = await raw_join(edge_server, a_id)
+    b = await join(edge_server, b_id)
     message = json.dumps({"type": "OFFER", "dst": b_id, "payload": "bin"}).encode()
     await raw.send(client_frame(OP_BINARY, message))
     assert await recv(b, IO_TIMEOUT) == {"type": "OFFER", "src": a_id, "dst": b_id,
@@ -308,11 +308,11 @@ async def test_binary_frame_is_relayed(front_server: LiveServer) -> None:
 
 
 async def test_server_close_completes_when_the_client_answers(
-        front_server: LiveServer) -> None:
+        edge_server: LiveServer) -> None:
     peer_id = uid("taken")
-    owner = await join(front_server, peer_id, token="owner")
-    raw = await Raw.connect(front_server)
-    await raw.send(upgrade_request(ws_target(front_server, peer_id, "intruder"),
+    owner = await join(edge_server, peer_id, token="owner")
+    raw = await Raw.connect(edge_server)
+    await raw.send(upgrade_request(ws_target(edge_server, peer_id, "intruder"),
                                    base64.b64encode(os.urandom(16))))
     assert (await raw.read_head())[0] == 101
     _, opcode, data = await raw.read_frame()
@@ -344,10 +344,10 @@ VIOLATIONS = {
 
 @pytest.mark.parametrize(("frame", "code"), list(VIOLATIONS.values()), ids=list(VIOLATIONS))
 async def test_protocol_violation_is_closed_with_its_code_and_others_carry_on(
-        front_server: LiveServer, frame: bytes, code: int) -> None:
-    a, b, a_id, b_id = await pair(front_server)
+        edge_server: LiveServer, frame: bytes, code: int) -> None:
+    a, b, a_id, b_id = await pair(edge_server)
     bad_id = uid("bad")
-    raw, _ = await raw_join(front_server, bad_id)
+    raw, _ = await raw_join(edge_server, bad_id)
     await raw.send(frame)
     frames = await raw.frames_until_closed()
     assert frames, "no close frame before the TCP close"
@@ -355,16 +355,16 @@ async def test_protocol_violation_is_closed_with_its_code_and_others_carry_on(
     assert opcode == OP_CLOSE and int.from_bytes(payload[:2], "big") == code, frames
     raw.close()
     await relays(a, b, a_id, b_id)
-    await id_is_free_again(front_server, bad_id)
+    await id_is_free_again(edge_server, bad_id)
     await a.close()
     await b.close()
 
 
 async def test_header_announcing_more_than_the_hard_limit_is_closed_1009_unread(
-        front_server: LiveServer) -> None:
-    a, b, a_id, b_id = await pair(front_server)
+        edge_server: LiveServer) -> None:
+    a, b, a_id, b_id = await pair(edge_server)
     for length in (HARD_LIMIT + 1, 2 ** 40):
-        raw, _ = await raw_join(front_server, uid("big"))
+        raw, _ = await raw_join(edge_server, uid("big"))
         # the header and masking key only: the payload is never sent
         await raw.send(client_frame(OP_TEXT, b"", length=length))
         frames = await raw.frames_until_closed()
@@ -377,17 +377,17 @@ async def test_header_announcing_more_than_the_hard_limit_is_closed_1009_unread(
 
 
 async def test_message_over_max_message_size_gets_error_then_1009(
-        front_server: LiveServer) -> None:
-    big = await join(front_server, uid("big"))
-    await big.send("x" * (MAX_MESSAGE_SIZE + 1))  # under the front's hard limit
+        edge_server: LiveServer) -> None:
+    big = await join(edge_server, uid("big"))
+    await big.send("x" * (MAX_MESSAGE_SIZE + 1))  # under the edge's hard limit
     assert await recv(big, IO_TIMEOUT) == {"type": "ERROR",
                                            "payload": {"msg": Errors.TOO_BIG}}
     assert await closed_with(big, IO_TIMEOUT) == 1009
 
 
 async def test_fragmented_message_over_the_hard_limit_is_closed_1009(
-        front_server: LiveServer) -> None:
-    raw, _ = await raw_join(front_server, uid("frag"))
+        edge_server: LiveServer) -> None:
+    raw, _ = await raw_join(edge_server, uid("frag"))
     await raw.send(client_frame(OP_TEXT, b"x" * (HARD_LIMIT - 10), fin=False))
     await raw.send(client_frame(OP_CONT, b"", fin=True, length=11))
     frames = await raw.frames_until_closed()
@@ -402,44 +402,44 @@ async def test_fragmented_message_over_the_hard_limit_is_closed_1009(
     (b"", 1000),  # no status: the server answers 1000
 ], ids=["1000", "4000", "no-status"])
 async def test_client_close_is_echoed_then_tcp_closed_and_the_id_freed(
-        front_server: LiveServer, payload: bytes, echo: int) -> None:
+        edge_server: LiveServer, payload: bytes, echo: int) -> None:
     peer_id = uid("c")
-    raw, _ = await raw_join(front_server, peer_id, token="first")
+    raw, _ = await raw_join(edge_server, peer_id, token="first")
     await raw.send(client_frame(OP_CLOSE, payload))
     frames = await raw.frames_until_closed()
     assert len(frames) == 1 and frames[0][0] == OP_CLOSE, frames
     assert int.from_bytes(frames[0][1][:2], "big") == echo
     raw.close()
-    await id_is_free_again(front_server, peer_id)
+    await id_is_free_again(edge_server, peer_id)
 
 
 async def test_wrong_path_upgrade_gets_the_same_refusal_as_before(
-        front_server: LiveServer) -> None:
+        edge_server: LiveServer) -> None:
     for path in ("/", "/foo", "/peerjs/", "/peerjsx", "/peerjs/id"):
-        raw = await Raw.connect(front_server)
+        raw = await Raw.connect(edge_server)
         target = f"{path}?key=peerjs&id=Q&token=t"
         await raw.send(upgrade_request(target, base64.b64encode(os.urandom(16))))
         status, _, _ = await raw.read_response()
         assert status == 403, path
         raw.close()
-    url = f"ws://{front_server.host}:{front_server.port}/foo?key=peerjs&id=Q&token=t"
+    url = f"ws://{edge_server.host}:{edge_server.port}/foo?key=peerjs&id=Q&token=t"
     with pytest.raises(InvalidStatus) as err:
         await connect(url, open_timeout=IO_TIMEOUT)
     assert err.value.response.status_code == 403
 
 
-# --- HTTP through the handoff -------------------------------------------------------
+# --- HTTP on the same port -------------------------------------------------------
 
 
 def http_get(path: str, extra: str = "") -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: localhost\r\n{extra}\r\n".encode()
 
 
-async def test_id_route_works_through_the_handoff(front_server: LiveServer) -> None:
-    raw = await Raw.connect(front_server)
-    await raw.send(http_get(f"{front_server.path}peerjs/id?ts=1", "Connection: close\r\n"))
+async def test_id_route_with_connection_close_is_answered_then_closed(edge_server: LiveServer) -> None:
+    raw = await Raw.connect(edge_server)
+    await raw.send(http_get(f"{edge_server.path}peerjs/id?ts=1", "Connection: close\r\n"))
     status, headers, body = await raw.read_response()
-    assert status == 200 and headers[b"server"] == b"daphne"
+    assert status == 200 and headers[b"connection"] == b"close"
     assert ID_PATTERN.match(body.decode()), body
     await raw.closed_within(IO_TIMEOUT)
     raw.close()
@@ -450,9 +450,9 @@ async def test_id_route_works_through_the_handoff(front_server: LiveServer) -> N
     [b"GET /peerjs/id HTTP/1.1\r\n", b"Host: x\r\n", b"\r\n"],
     [b"G", b"E", b"T", b" ", b"/", b"peerjs", b"/", b"id", b" HTTP/1.1\r\nHost: x\r\n\r\n"],
 ], ids=["mid-prefix", "line-by-line", "tiny"])
-async def test_http_head_in_small_writes_with_pauses(front_server: LiveServer,
+async def test_http_head_in_small_writes_with_pauses(edge_server: LiveServer,
                                                      chunks: list[bytes]) -> None:
-    raw = await Raw.connect(front_server)
+    raw = await Raw.connect(edge_server)
     for chunk in chunks:
         await raw.send(chunk)
         await asyncio.sleep(0.15)
@@ -461,8 +461,8 @@ async def test_http_head_in_small_writes_with_pauses(front_server: LiveServer,
     raw.close()
 
 
-async def test_keep_alive_two_requests_on_one_connection(front_server: LiveServer) -> None:
-    raw = await Raw.connect(front_server)
+async def test_keep_alive_two_requests_on_one_connection(edge_server: LiveServer) -> None:
+    raw = await Raw.connect(edge_server)
     ids = []
     for _ in range(2):
         await raw.send(http_get("/peerjs/id"))
@@ -481,8 +481,8 @@ async def test_keep_alive_two_requests_on_one_connection(front_server: LiveServe
 
 
 async def test_first_request_pipelined_with_a_second_is_answered_twice(
-        front_server: LiveServer) -> None:
-    raw = await Raw.connect(front_server)
+        edge_server: LiveServer) -> None:
+    raw = await Raw.connect(edge_server)
     await raw.send(http_get("/peerjs/id") + http_get("/peerjs/id", "Connection: close\r\n"))
     for _ in range(2):
         status, _, body = await raw.read_response()
@@ -506,17 +506,17 @@ BAD_UPGRADES = {
 
 
 @pytest.mark.parametrize("request_bytes", list(BAD_UPGRADES.values()), ids=list(BAD_UPGRADES))
-async def test_requests_to_the_ws_path_that_are_not_upgrades_go_to_daphne(
-        front_server: LiveServer, request_bytes: bytes) -> None:
-    raw = await Raw.connect(front_server)
+async def test_requests_to_the_ws_path_that_are_not_upgrades_get_http_answers(
+        edge_server: LiveServer, request_bytes: bytes) -> None:
+    raw = await Raw.connect(edge_server)
     await raw.send(request_bytes)
     data = await asyncio.wait_for(raw.reader.read(65536), IO_TIMEOUT)
-    assert data.startswith(b"HTTP/1."), data  # any answer, from daphne
+    assert data.startswith(b"HTTP/1."), data  # an HTTP answer (400, 404, 403...)
     assert not data.startswith(b"HTTP/1.1 101"), data
     raw.close()
 
 
-# --- liveness and stalled handshakes (ALIVE_TIMEOUT=2000, HANDSHAKE_TIMEOUT=2) ------
+# --- liveness and stalled heads (ALIVE_TIMEOUT=2000, HANDSHAKE_TIMEOUT=2) -----------
 
 
 async def test_silent_socket_is_pinged_then_dropped_while_a_live_client_stays(
@@ -568,7 +568,10 @@ async def test_stalled_request_head_is_closed_after_the_handshake_timeout(
     await raw.send(partial)
     data = await raw.closed_within(10)
     elapsed = time.monotonic() - started
-    assert data == b"", data  # no answer: just closed
+    if partial:
+        assert data.startswith(b"HTTP/1.1 408 "), data  # a started head: 408, closed
+    else:
+        assert data == b"", data  # nothing sent: just closed
     assert elapsed >= 1.5, elapsed  # HANDSHAKE_TIMEOUT=2 (counted from the accept)
     raw.close()
 
@@ -576,30 +579,13 @@ async def test_stalled_request_head_is_closed_after_the_handshake_timeout(
 # --- other configurations -----------------------------------------------------------
 
 
-async def test_without_the_front_daphne_serves_the_public_port(
-        start_server: StartServer) -> None:
-    with start_server(WEBSOCKET_FRONT="false") as server:
-        a, b, a_id, b_id = await pair(server)
-        await relays(a, b, a_id, b_id)
-        raw, headers = await raw_join(server, uid())
-        assert headers.get(b"server") == b"daphne"  # daphne's (autobahn's) handshake
-        raw.close()
-        raw = await Raw.connect(server)
-        await raw.send(upgrade_request("/foo?key=peerjs&id=Q&token=t",
-                                       base64.b64encode(os.urandom(16))))
-        assert (await raw.read_response())[0] == 403
-        raw.close()
-        await a.close()
-        await b.close()
-
-
-async def test_front_serves_the_mounted_path_only(start_server: StartServer) -> None:
-    with start_server(WEBSOCKET_FRONT="true", PEERHUB_PATH="/app") as server:
+async def test_edge_serves_the_mounted_path_only(start_server: StartServer) -> None:
+    with start_server(PEERHUB_PATH="/app") as server:
         assert server.path == "/app/"
         a, b, a_id, b_id = await pair(server)
         await relays(a, b, a_id, b_id)
         raw, headers = await raw_join(server, uid())
-        assert served_by_front(headers)
+        assert served_by_edge(headers)
         raw.close()
         for path in ("/peerjs", "/app/peerjs/", "/apppeerjs"):
             raw = await Raw.connect(server)
@@ -616,7 +602,7 @@ async def test_front_serves_the_mounted_path_only(start_server: StartServer) -> 
         await b.close()
 
 
-async def test_proxy_headers_give_the_front_the_forwarded_client_address(
+async def test_proxy_headers_give_the_edge_the_forwarded_client_address(
         start_server: StartServer) -> None:
     """With PROXY_HEADERS the per-address limit counts X-Forwarded-For, not the proxy."""
     with start_server(PROXY_HEADERS="true", MAX_SOCKETS_PER_IP="1") as server:

@@ -17,6 +17,7 @@ from django.db import OperationalError
 from signalling import sessions
 from signalling.protocol import Errors, is_acceptable_id, storable_text
 from tests.pgserver import pg_rows, pg_server
+from tests.servers import LiveServer
 from tests.test_apikeys_helpers import StartServer, eventually, log_lines, query
 from tests.test_front import Raw, upgrade_request, ws_target
 from tests.wsclient import closed_with, join, open_socket, recv, send
@@ -44,6 +45,15 @@ def test_the_backlog_is_bounded_with_a_counted_drop(monkeypatch: pytest.MonkeyPa
     sessions.metrics.get_metrics().pending_hits.clear()
 
 
+async def refused_at_the_edge(server: LiveServer, peer_id: str) -> None:
+    """A NUL inside a header value is a malformed head: 400 from the edge (issue 11)."""
+    raw = await Raw.connect(server)
+    await raw.send(upgrade_request(ws_target(server, peer_id), base64.b64encode(os.urandom(16)),
+                                   extra="User-Agent: Moz\x00evil\r\n"))
+    assert (await raw.read_head())[0] == 400
+    raw.close()
+
+
 async def test_bad_records_never_block_honest_sessions_on_postgres(tmp_path: Path) -> None:
     with pg_server(tmp_path, MAX_MESSAGE_SIZE="1024") as (server, db_url):
         # A row PostgreSQL refuses although its text is clean: a constraint of the site's.
@@ -53,11 +63,13 @@ async def test_bad_records_never_block_honest_sessions_on_postgres(tmp_path: Pat
         evil = await open_socket(server, "evil\x00id")
         assert await recv(evil) == {"type": "ERROR", "payload": {"msg": Errors.INVALID_ID}}
         assert await closed_with(evil) == 1008
-        # NUL in the version and in the User-Agent: registered, stored cleaned.
+        # NUL in a header value (the User-Agent): the edge answers 400, nothing reaches
+        # the database. NUL in the version: registered, stored cleaned.
+        await refused_at_the_edge(server, "nul-texts")
         nul = await Raw.connect(server)
         target = ws_target(server, "nul-texts") + "&version=1.5%00evil"
         await nul.send(upgrade_request(target, base64.b64encode(os.urandom(16)),
-                                       extra="User-Agent: Moz\x00evil\r\n"))
+                                       extra="User-Agent: Moz evil\r\n"))
         assert (await nul.read_head())[0] == 101
         assert json.loads((await nul.read_frame())[2]) == {"type": "OPEN"}
         # The refused row and the honest ones in the same batch; a limit hit with them.
@@ -83,7 +95,7 @@ async def test_bad_records_never_block_honest_sessions_on_postgres(tmp_path: Pat
         await late.close()
         assert "refused-by-db" not in recorded()
         assert pg_rows(db_url, "SELECT user_agent, client_version FROM signalling_peersession "
-                               "WHERE peer_id = 'nul-texts'") == [("Moz\ufffdevil",
+                               "WHERE peer_id = 'nul-texts'") == [("Moz evil",
                                                                    "1.5\ufffdevil")]
         assert len(log_lines(server, "the database refused")) == 1
         assert "Traceback" not in server.log()
@@ -94,14 +106,15 @@ async def test_bad_records_never_block_honest_sessions_on_postgres(tmp_path: Pat
 async def test_nul_in_version_and_user_agent_is_stored_the_same_on_sqlite(
         start_server: StartServer) -> None:
     with start_server() as server:
+        await refused_at_the_edge(server, "nul-texts")
         nul = await Raw.connect(server)
         target = ws_target(server, "nul-texts") + "&version=1.5%00evil"
         await nul.send(upgrade_request(target, base64.b64encode(os.urandom(16)),
-                                       extra="User-Agent: Moz\x00evil\r\n"))
+                                       extra="User-Agent: Moz evil\r\n"))
         assert (await nul.read_head())[0] == 101
         assert json.loads((await nul.read_frame())[2]) == {"type": "OPEN"}
         rows = await eventually(lambda: query(
             server, "SELECT user_agent, client_version FROM signalling_peersession "
                     "WHERE peer_id = 'nul-texts'"))
-        assert rows == [("Moz\ufffdevil", "1.5\ufffdevil")]
+        assert rows == [("Moz evil", "1.5\ufffdevil")]
         nul.close()

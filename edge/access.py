@@ -1,0 +1,41 @@
+"""The access log: one line per HTTP request and per websocket connect and disconnect.
+
+The format is daphne's (``client:port - - [date] "VERB target" status length``), and every
+target passes through :func:`peerhub.logredact.redact_path` (tokens in 0.3.x paths).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from peerhub.logredact import redact_path
+
+
+class AccessLog:
+    """Writes access lines to a stream (stdout by default)."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self._second = -1  # the second whose timestamp text is in _stamp
+        self._stamp = ""
+
+    def _now(self) -> str:
+        now = int(time.time())
+        if now != self._second:  # formatted once per second: this runs per request
+            self._second = now
+            self._stamp = time.strftime("%d/%b/%Y:%H:%M:%S", time.localtime(now))
+        return self._stamp
+
+    def request(self, client: tuple[str, int], method: str, target: str, status: int | None,
+                length: int | None) -> None:
+        """One HTTP request and its outcome (``status`` None: no response was sent)."""
+        self.stream.write(f'{client[0]}:{client[1]} - - [{self._now()}] '
+                          f'"{method} {redact_path(target)}" {status or "-"} '
+                          f'{length if length is not None else "-"}\n')
+
+    def websocket(self, verb: str, path: str, client: tuple[str, int]) -> None:
+        """A websocket event: ``WSCONNECT``, ``WSDISCONNECT`` or ``WSREJECT``."""
+        self.stream.write(f'{client[0]}:{client[1]} - - [{self._now()}] '
+                          f'"{verb} {redact_path(path)}" - -\n')

@@ -1,0 +1,123 @@
+"""The edge's pure parts: the route table, the client address, response framing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from edge.asgi_http import response_head, titled
+from edge.clientaddr import client_address, counts_per_socket
+from edge.http import Request, plain, websocket_key
+from edge.routes import Routes
+from peerhub.env import ImproperEnvironment
+from peerhub.proxy import LOOPBACK, BadProxyHeader, parse_trusted
+from peerhub.serve import daphne_argv, tls_context
+
+
+async def app_a(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    return None
+
+
+async def app_b(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    return None
+
+
+def test_routes_are_exact_and_the_admin_listener_sees_only_admin_entries() -> None:
+    routes = Routes()
+    routes.add("/healthz", app_a)
+    routes.add("/private", app_b, admin=False)
+    routes.add_resolver(lambda path: app_b if path.startswith("/peerjs/") else None)
+    assert routes.find("/healthz", public=True) is app_a
+    assert routes.find("/healthz", public=False) is app_a
+    assert routes.find("/healthz/", public=True) is None
+    assert routes.find("/private", public=False) is None
+    assert routes.find("/peerjs/id", public=True) is app_b
+    assert routes.find("/peerjs/id", public=False) is None  # resolvers: public only
+    assert routes.find("/admin/", public=True) is None
+
+
+def test_client_address_reads_proxy_headers_only_from_trusted_peers() -> None:
+    headers = [(b"x-forwarded-for", b"198.51.100.1, 203.0.113.9"),
+               (b"x-forwarded-proto", b"https")]
+    loopback = parse_trusted(LOOPBACK)
+    assert client_address(("127.0.0.1", 5000), headers, None) == (("127.0.0.1", 5000), None)
+    assert client_address(("127.0.0.1", 5000), headers, loopback) == (
+        ("203.0.113.9", 0), "https")  # the first untrusted hop from the right
+    assert client_address(("192.0.2.7", 5000), headers, loopback) == (
+        ("192.0.2.7", 5000), None)  # not a trusted peer: its headers are not read
+    with pytest.raises(BadProxyHeader):
+        client_address(("127.0.0.1", 5000), [(b"x-forwarded-for", b"nonsense")], loopback)
+    assert not counts_per_socket("127.0.0.1", loopback)
+    assert counts_per_socket("192.0.2.7", loopback) and counts_per_socket("127.0.0.1", None)
+
+
+@pytest.mark.parametrize(("version", "keep", "length", "expect", "absent"), [
+    ("1.1", True, 5, [b"Content-Length: 5"], [b"Connection:", b"Transfer-Encoding"]),
+    ("1.1", False, None, [b"Transfer-Encoding: chunked", b"Connection: close"], []),
+    ("1.0", True, 3, [b"Connection: keep-alive"], [b"Transfer-Encoding"]),
+])
+def test_response_head_framing(version: str, keep: bool, length: int | None,
+                               expect: list[bytes], absent: list[bytes]) -> None:
+    head = response_head(200, [(b"content-type", b"text/plain")], version=version,
+                         keep_alive=keep, length=length)
+    assert head.startswith(b"HTTP/1.1 200 OK\r\n") and head.endswith(b"\r\n\r\n")
+    for part in expect:
+        assert part in head
+    for part in absent:
+        assert part not in head
+
+
+def test_plain_responses_carry_their_length() -> None:
+    out = plain(431, "Request Header Fields Too Large")
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 431 Request Header Fields Too Large")
+    assert b"Content-Length: %d" % len(body) in head and b"Connection: close" in head
+
+
+def upgrade(**headers: bytes) -> Request:
+    req = Request()
+    req.method = "GET"
+    base = {b"upgrade": b"websocket", b"connection": b"keep-alive, Upgrade",
+            b"sec-websocket-version": b"13", b"sec-websocket-key": b"dGhlIHNhbXBsZSBub25jZQ=="}
+    base.update({k.replace("_", "-").encode(): v for k, v in headers.items()})
+    req.headers = list(base.items())
+    return req
+
+
+def test_websocket_key_needs_a_valid_version_13_upgrade() -> None:
+    assert websocket_key(upgrade()) == b"dGhlIHNhbXBsZSBub25jZQ=="
+    assert websocket_key(upgrade(sec_websocket_version=b"8")) is None
+    assert websocket_key(upgrade(sec_websocket_key=b"c2hvcnQ=")) is None
+    assert websocket_key(upgrade(sec_websocket_key=b"not base64!")) is None
+    assert websocket_key(upgrade(upgrade=b"h2c")) is None
+    post = upgrade()
+    post.method = "POST"
+    assert websocket_key(post) is None
+
+
+def test_daphne_gets_only_the_private_socket_and_trusts_the_edge_headers() -> None:
+    argv = daphne_argv("unix:/tmp/x/http.sock:mode=600")
+    assert argv[:2] == ["-e", "unix:/tmp/x/http.sock:mode=600"]
+    assert "--proxy-headers" in argv and argv[-1] == "peerhub.asgi:application"
+
+
+def test_tls_settings_must_come_in_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TLS_CERT_FILE", raising=False)
+    monkeypatch.delenv("TLS_KEY_FILE", raising=False)
+    assert tls_context() is None
+    monkeypatch.setenv("TLS_CERT_FILE", "/nonexistent.pem")
+    with pytest.raises(ImproperEnvironment, match="must be set together"):
+        tls_context()
+    monkeypatch.setenv("TLS_KEY_FILE", "/nonexistent-key.pem")
+    with pytest.raises(ImproperEnvironment, match="cannot load"):
+        tls_context()
+
+
+def test_header_names_go_out_title_cased() -> None:
+    assert titled(b"access-control-allow-origin") == b"Access-Control-Allow-Origin"
+    assert titled(b"content-type") == b"Content-Type"
+    assert titled(b"x-") == b"X-"
+    head = response_head(200, [(titled(b"vary"), b"Origin")], version="1.1",
+                         keep_alive=True, length=0)
+    assert b"\r\nVary: Origin\r\n" in head
