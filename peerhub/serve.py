@@ -229,7 +229,9 @@ class EdgeRunner:
         from signalling.node import get_node
 
         tune_gc()  # once the application is loaded
-        get_node().start()  # the hub's tasks and the control-plane listener
+        # The hub's tasks and the control-plane listener, once the loop turns (startup
+        # triggers may run before asyncio counts the loop as running).
+        asyncio.get_event_loop().call_soon(lambda: get_node().start())
         self.edge = build_edge(self.django_socket)
         started = asyncio.ensure_future(self._serve(self.edge))
         started.add_done_callback(self._started)
