@@ -12,6 +12,7 @@ running event loop, use the ``a``-prefixed ones there)::
     kick_peer(key, peer_id, reason="kicked")    # ERROR "Kicked by the operator", 1008
     ban_address(address, seconds, reason="")   # refused at admission (ERROR, 1008) and
     unban_address(address)                     # its open sockets closed; 403 on HTTP
+    current_bans() -> {address: (until, reason)}
     live_peers(key) -> list[LivePeer]          # the key's peers on every node
 
 Bans are also stored (a Redis hash in a cluster), and keys' state is in the database,
@@ -145,6 +146,21 @@ async def load_bans() -> dict[str, tuple[float, str]]:
         return bans
     finally:
         await client.aclose()
+
+
+async def acurrent_bans() -> dict[str, tuple[float, str]]:
+    """The bans in force: the stored ones in a cluster, this process's node's otherwise
+    (address -> (until, reason))."""
+    if _redis_url():
+        return await load_bans()
+    from signalling.node import get_node
+
+    return get_node().bans.entries(time.time())
+
+
+def current_bans() -> dict[str, tuple[float, str]]:
+    """Sync :func:`acurrent_bans`."""
+    return async_to_sync(acurrent_bans)()
 
 
 # --- keys ------------------------------------------------------------------------------

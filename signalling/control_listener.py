@@ -100,7 +100,8 @@ class ControlListener:
         try:
             if self.node.clustered:
                 bans = await load_bans()
-                self.node.bans.replace({a: until for a, (until, _) in bans.items()})
+                self.node.bans.replace({a: until for a, (until, _) in bans.items()},
+                                       {a: reason for a, (_, reason) in bans.items()})
                 for address in list(bans):
                     await self._close_address(address)
         except (RedisError, OSError) as exc:
@@ -119,7 +120,8 @@ class ControlListener:
             await self._kick(str(event["key"]), str(event["peer_id"]),
                              str(event.get("reason") or "kicked"))
         elif kind == "peerhub.ban":
-            self.node.bans.ban(str(event["address"]), float(event["until"]))
+            self.node.bans.ban(str(event["address"]), float(event["until"]),
+                               str(event.get("reason") or ""))
             await self._close_address(str(event["address"]))
         elif kind == "peerhub.unban":
             self.node.bans.unban(str(event["address"]))
