@@ -105,6 +105,9 @@ async def test_one_node_admin_kicks_a_peer_and_bans_then_unbans_an_address(
         bystander = await join(server, "bystander")
         body = await page(admin, pk)
         assert live_rows(body).keys() == {"victim", "bystander"}
+        # One node knows when each peer connected.
+        assert re.search(r'<tr data-peer="victim">.*?<td>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d</td>',
+                         body, re.S), body
 
         body = await post(admin, pk, action="kick", peer_id="victim")
         assert await recv(victim, 10) == {"type": "ERROR",
