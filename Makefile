@@ -7,7 +7,7 @@ PEERJS_03 := .vendor/peerjs-0.3.14/peer.js
 .PHONY: run test setup test-setup lint check bench autobahn clean
 
 run: setup
-	$(BIN)/python manage.py migrate --noinput -v 0
+	$(BIN)/python manage.py migrate_locked --noinput -v 0
 	$(BIN)/python manage.py ensuredefaultkey
 	$(BIN)/python -m peerhub.serve
 

@@ -8,9 +8,10 @@ from django.contrib import admin, messages
 from django.db.models import Case, IntegerField, QuerySet, Value, When
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import URLPattern, path
 from django.utils.html import format_html
 
-from apikeys import audit
+from apikeys import audit, peercontrol
 from apikeys.forms import ApiKeyForm
 from apikeys.lifecycle import forget_keys, set_active
 from apikeys.live import live_peer_counts, live_peer_ids
@@ -75,10 +76,22 @@ class ApiKeyAdmin(KeyAdminBase):
 
     @admin.display(description="live peers")
     def live_peer_list(self, obj: ApiKey) -> str:
-        """How many peers are connected under the key now, and their ids."""
+        """How many peers are connected under the key now, and their ids, with a link
+        to the page that kicks them and bans addresses."""
         if obj.pk is None:
             return "-"
-        return describe_live(live_peer_ids(obj.key))
+        return format_html('{} <a class="peerhub-live-link" href="{}">(kick a peer, ban '
+                           'an address)</a>', describe_live(live_peer_ids(obj.key)),
+                           peercontrol.page_url(obj))
+
+    def get_urls(self) -> list[URLPattern]:
+        """The admin's URLs, and each key's live-peers page (kick, ban, unban)."""
+        def view(request: HttpRequest, object_id: str) -> HttpResponse:
+            return peercontrol.live_peers_view(self, request, object_id)
+
+        live = path("<path:object_id>/live/", self.admin_site.admin_view(view),
+                    name="apikeys_apikey_live")
+        return [live, *super().get_urls()]
 
     def get_deleted_objects(self, objs: Any, request: HttpRequest) -> Any:
         """Django's list of what a delete removes, plus each key's live peers (they are
@@ -132,7 +145,8 @@ class ApiKeyAdmin(KeyAdminBase):
 
         sessions, limits = admin_links(obj.key)
         return format_html('<span style="white-space: nowrap"><a href="{}">sessions</a> · '
-                           '<a href="{}">limit hits</a></span>', sessions, limits)
+                           '<a href="{}">limit hits</a> · <a href="{}">live peers</a>'
+                           '</span>', sessions, limits, peercontrol.page_url(obj))
 
     # --- the audit trail: Django's own entries get the client address --------------
 

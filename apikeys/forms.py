@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -53,3 +54,31 @@ class ApiKeyForm(forms.ModelForm):
         lines = str(self.cleaned_data.get("allowed_origins", "")).splitlines()
         origins = [normalise_origin(line) for line in lines if line.strip()]
         return "\n".join(dict.fromkeys(origins))
+
+
+class BanForm(forms.Form):
+    """Ban one address for a number of minutes (the admin's live-peers page)."""
+
+    #: The longest ban the form takes: 30 days.
+    MAX_MINUTES = 30 * 24 * 60
+
+    address = forms.CharField(max_length=45, help_text="An IPv4 or IPv6 address.")
+    minutes = AsciiIntegerField(min_value=1, max_value=MAX_MINUTES, initial=60,
+                                help_text="How long the ban lasts.")
+    reason = forms.CharField(max_length=100, required=False)
+
+    def __init__(self, *args: Any, own_address: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.own_address = own_address
+
+    def clean_address(self) -> str:
+        """The address in its canonical text form; never the admin's own."""
+        text = str(self.cleaned_data["address"]).strip()
+        try:
+            address = str(ipaddress.ip_address(text))
+        except ValueError:
+            raise ValidationError(f"{text!r} is not an IPv4 or IPv6 address") from None
+        if address == self.own_address:
+            raise ValidationError("That is the address of this admin session: banning it "
+                                  "would lock you out of the admin.")
+        return address

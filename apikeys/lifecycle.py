@@ -43,6 +43,10 @@ def deactivate_key(key: str) -> ApiKey:
 
 
 def forget_keys(keys: Iterable[str]) -> None:
-    """Drop this process's cached tenants for ``keys``."""
+    """Drop this process's cached tenants for ``keys`` and tell every node (control plane)."""
+    keys = list(keys)
     for key in keys:
         forget_cached(key)
+    from signalling.apps import _announce
+
+    _announce(keys)

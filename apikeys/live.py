@@ -13,6 +13,7 @@ from asgiref.sync import async_to_sync
 from django.db.models import Count
 from redis.exceptions import RedisError
 
+from signalling.errors import ClusterUnavailable
 from signalling.models import PeerSession
 from signalling.runtime import get_hub
 
@@ -32,7 +33,7 @@ def live_peer_ids(key: str) -> list[str]:
     """
     try:
         ids = async_to_sync(get_hub().peer_ids)(key)
-    except (RedisError, RuntimeError, OSError) as exc:
+    except (RedisError, ClusterUnavailable, RuntimeError, OSError) as exc:
         logger.warning("could not ask the hub for live peers (%s); using open sessions", exc)
         ids = list(PeerSession.objects.filter(api_key=key, disconnected_at__isnull=True)
                    .values_list("peer_id", flat=True))

@@ -101,48 +101,72 @@ def load_tenant(key: str) -> Tenant | None:
     return None
 
 
-_cache: dict[str, tuple[float, Tenant | None]] = {}
-_inflight: dict[str, asyncio.Future[Tenant | None]] = {}
-_db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="peerhub-tenants")
 _MAX_KEY_LENGTH = 64
 
 
-async def get_tenant(key: str) -> Tenant | None:
-    """The active tenant for ``key``, or None; cached for KEY_CACHE_SECONDS.
+class TenantCache:
+    """Tenants by key, cached for KEY_CACHE_SECONDS, read on one dedicated thread.
 
+    One per process, owned by :class:`signalling.node.Node` (``get_node().tenants``).
     Concurrent look-ups of one key share a single query (a burst of connections costs
     one query, not one each).
     """
-    if len(key) > _MAX_KEY_LENGTH or UNSTORABLE.search(key) is not None:
-        return None  # no key can look like this (and PostgreSQL would refuse a NUL)
-    hit = _cache.get(key)
-    if hit is not None and time.monotonic() - hit[0] < settings.PEERHUB_KEY_CACHE_SECONDS:
-        return hit[1]
-    loop = asyncio.get_running_loop()
-    pending = _inflight.get(key)
-    if pending is None or pending.get_loop() is not loop:
-        pending = _inflight[key] = loop.create_task(_load(key))
-    return await asyncio.shield(pending)
+
+    def __init__(self, max_entries: int = 10_000) -> None:
+        self._cache: dict[str, tuple[float, Tenant | None]] = {}
+        self._inflight: dict[str, asyncio.Future[Tenant | None]] = {}
+        self._db_thread = ThreadPoolExecutor(max_workers=1,
+                                             thread_name_prefix="peerhub-tenants")
+        self._max = max_entries
+
+    async def get(self, key: str) -> Tenant | None:
+        """The active tenant for ``key``, or None."""
+        if len(key) > _MAX_KEY_LENGTH or UNSTORABLE.search(key) is not None:
+            return None  # no key can look like this (and PostgreSQL would refuse a NUL)
+        hit = self._cache.get(key)
+        if hit is not None and time.monotonic() - hit[0] < settings.PEERHUB_KEY_CACHE_SECONDS:
+            return hit[1]
+        loop = asyncio.get_running_loop()
+        pending = self._inflight.get(key)
+        if pending is None or pending.get_loop() is not loop:
+            pending = self._inflight[key] = loop.create_task(self._load(key))
+        return await asyncio.shield(pending)
+
+    async def _load(self, key: str) -> Tenant | None:
+        started = time.monotonic()
+        try:
+            tenant = await asyncio.get_running_loop().run_in_executor(
+                self._db_thread, load_tenant, key)
+        finally:
+            self._inflight.pop(key, None)
+        if len(self._cache) > self._max:
+            self._cache.clear()
+        self._cache[key] = (started, tenant)
+        return tenant
+
+    def forget(self, key: str | None = None) -> None:
+        """Drop the cached tenant for ``key`` (or all)."""
+        if key is None:
+            self._cache.clear()
+        else:
+            self._cache.pop(key, None)
 
 
-async def _load(key: str) -> Tenant | None:
-    started = time.monotonic()
-    try:
-        tenant = await asyncio.get_running_loop().run_in_executor(_db_thread, load_tenant, key)
-    finally:
-        _inflight.pop(key, None)
-    if len(_cache) > 10_000:
-        _cache.clear()
-    _cache[key] = (started, tenant)
-    return tenant
+def _tenants() -> TenantCache:
+    from signalling.node import get_node
+
+    return get_node().tenants
+
+
+async def get_tenant(key: str) -> Tenant | None:
+    """The active tenant for ``key``, or None; cached for KEY_CACHE_SECONDS (this
+    process's :class:`TenantCache`)."""
+    return await _tenants().get(key)
 
 
 def forget_cached(key: str | None = None) -> None:
     """Drop the cached tenant for ``key`` (or all), e.g. after an admin change."""
-    if key is None:
-        _cache.clear()
-    else:
-        _cache.pop(key, None)
+    _tenants().forget(key)
 
 
 def ensure_default_key() -> ApiKey:

@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                          "write to DIR")
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0",
                     help="Redis for the cluster phase (default %(default)s)")
+    ap.add_argument("--private-redis", action="store_true",
+                    help="run the cluster phase on a redis-server of its own (exact Redis "
+                         "command counts; the default Redis may be shared)")
     ap.add_argument("--cluster-database-url", default="",
                     help="database shared by the cluster nodes (default: a new SQLite file)")
     ap.add_argument("--json", type=Path, metavar="FILE", help="also write every sample as JSON")
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"unknown phases: {', '.join(sorted(unknown))}")
     workdir = Path(tempfile.mkdtemp(prefix="peerhub-bench-"))
     run = Run(sizes, workdir, "r" + secrets.token_hex(3), profile_dir=args.profile)
-    setup = ClusterSetup(args.redis_url, args.cluster_database_url)
+    setup = ClusterSetup(args.redis_url, args.cluster_database_url, args.private_redis)
     header = machine(event_loop_name())
     started = time.monotonic()
     try:

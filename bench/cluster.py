@@ -1,21 +1,32 @@
 """The two-node cluster: two peerhub processes sharing Redis and one database.
 
-Until peerhub's cluster mode exists the nodes do not deliver to each other; the phase
-then reports ``n/a (cluster mode not available)`` instead of failing.
+Measured: cross-node relay (the burst), connections per second to OPEN over both nodes,
+a 1,000-peer crowd arriving at once and its reload with new tokens on the other node
+(beside peerjs-server's single process), and the Redis commands each admitted peer and
+each cross-node message cost (``INFO commandstats`` deltas: exact with
+``--private-redis``, which runs the phase on a redis-server of its own; on a shared
+Redis they include other clients' commands). If the nodes do not
+deliver to each other the phase reports ``n/a (cluster mode not available)``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import secrets
 import shutil
 import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from bench import scenarios, servers
 from bench.config import Sizes
+from bench.peers import Peer, ServerRefused, Tally, Target, close_all, open_peers
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +37,7 @@ class ClusterSetup:
 
     redis_url: str
     database_url: str = ""  # empty: a SQLite file in the run's work directory
+    private_redis: bool = False  # start a redis-server of the phase's own
 
 
 def redis_answers(url: str, timeout: float = 2.0) -> bool:
@@ -60,20 +72,214 @@ def prepare_database(setup: ClusterSetup, workdir: Path, shared: dict[str, str],
     servers.prepare_peerhub(servers.peerhub_env(workdir, 0, shared))
 
 
+@contextmanager
+def private_redis(workdir: Path, wanted: bool) -> Iterator[str | None]:
+    """A redis-server of the phase's own on a free port (None if not wanted or none is
+    installed)."""
+    exe = shutil.which("redis-server") if wanted else None
+    if exe is None:
+        yield None
+        return
+    port = servers.free_port()
+    proc = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while not redis_answers(url, 0.5):
+            if time.monotonic() > deadline:
+                raise servers.ServerFailed("private redis-server did not start")
+            time.sleep(0.05)
+        yield url
+    finally:
+        proc.kill()
+        proc.wait(5)
+
+
 async def run_cluster(setup: ClusterSetup, workdir: Path, prefix: str, sizes: Sizes,
                       template: Path | None = None) -> scenarios.ClusterResult:
-    """Start two nodes, put half the peers on each and relay across."""
-    if not redis_answers(setup.redis_url):
-        return scenarios.ClusterResult(False, f"Redis not reachable at {setup.redis_url}")
+    """Start two nodes, put half the peers on each and relay across; then admission."""
     workdir.mkdir(parents=True, exist_ok=True)
+    with private_redis(workdir, setup.private_redis) as own:
+        if own is not None:
+            setup = ClusterSetup(own, setup.database_url)
+        if not redis_answers(setup.redis_url):
+            return scenarios.ClusterResult(False, f"Redis not reachable at {setup.redis_url}")
+        return await _run_cluster(setup, workdir, prefix, sizes, template)
+
+
+async def _run_cluster(setup: ClusterSetup, workdir: Path, prefix: str, sizes: Sizes,
+                       template: Path | None) -> scenarios.ClusterResult:
     shared = node_env(setup, workdir)
     try:
         prepare_database(setup, workdir, shared, template)
         started = [servers.start_peerhub(workdir, name=f"peerhub-node{n}", migrate=False,
                                          **shared) for n in "ab"]
         with servers.running_all(started) as nodes:
-            return await scenarios.measure_cluster(
-                nodes[0].target(), nodes[1].target(), [n.pid for n in nodes], prefix, sizes)
+            targets = [n.target() for n in nodes]
+            before = redis_counts(setup.redis_url)
+            result = await scenarios.measure_cluster(
+                targets[0], targets[1], [n.pid for n in nodes], prefix, sizes)
+            after = redis_counts(setup.redis_url)
+            if not result.available:
+                return result
+            admission = AdmissionResult()
+            sent = sum(s.sent for s in result.samples)
+            if sent:
+                admission.commands_per_message = (after[0] - before[0]) / sent
+                admission.publishes_per_message = (after[2] - before[2]) / sent
+            admission.connect_rate, admission.connect_failures = await measure_connect_rate(
+                targets, f"{prefix}c", sizes)
+            admission.commands_per_peer, admission.scripts_per_peer = await count_admission(
+                setup.redis_url, targets, f"{prefix}r")
+            admission.crowd = await measure_crowd(targets, f"{prefix}f")
+        with servers.running(servers.start_peerjs(workdir)) as ref:
+            admission.reference_crowd = await measure_crowd([ref.target()], f"{prefix}f")
+        result.admission = admission
+        return result
     except servers.ServerFailed as exc:
         logger.warning("cluster nodes did not start: %s", exc)
         return scenarios.ClusterResult(False, "cluster nodes did not start")
+
+
+# --- admission at cluster speed -------------------------------------------------------
+
+CROWD = 1000
+
+
+@dataclass(slots=True)
+class CrowdTimes:
+    """A crowd arriving at once, then reloading (new tokens), on one set of targets."""
+
+    admit_s: float = float("nan")  # time until every peer of the crowd had OPEN
+    reload_s: float = float("nan")  # the same for the reload
+    refused: int = 0  # peers that never reached OPEN (either round)
+    retries: int = 0  # reload connections that met ID-TAKEN and retried
+
+
+@dataclass(slots=True)
+class AdmissionResult:
+    """The cluster's admission figures and the Redis work they cost."""
+
+    connect_rate: float = float("nan")  # to OPEN per second, both nodes, 200 in flight
+    connect_failures: int = 0
+    crowd: CrowdTimes | None = None
+    reference_crowd: CrowdTimes | None = None  # peerjs-server, one process
+    commands_per_peer: float = float("nan")  # Redis commands (scripts' inner ones too)
+    scripts_per_peer: float = float("nan")  # EVALSHA calls: one round trip each
+    commands_per_message: float = float("nan")
+    publishes_per_message: float = float("nan")  # a flush = a lookup + a publish pipeline
+
+
+async def open_token(target: Target, peer_id: str, token: str, tally: Tally,
+                     timeout: float = 60.0) -> Peer:
+    """Connect ``peer_id`` with ``token`` and wait for OPEN."""
+    loop = asyncio.get_running_loop()
+    request = target.request(peer_id, token)
+    peer: Peer | None = None
+    try:
+        async with asyncio.timeout(timeout):
+            _, peer = await loop.create_connection(lambda: Peer(peer_id, request, tally),
+                                                   target.host, target.port)
+            await peer.opened
+    except (TimeoutError, ConnectionError):
+        if peer is not None:
+            peer.close()
+        raise
+    return peer
+
+
+async def crowd_round(targets: list[Target], ids: list[str], token: str,
+                      shift: int, tally: Tally, retry_taken: bool
+                      ) -> tuple[list[Peer], int, int, float]:
+    """Every id at once, id i to target (i + shift) % n; (peers, refused, retries, s)."""
+    retries = 0
+
+    async def one(i: int, peer_id: str) -> Peer | None:
+        nonlocal retries
+        for attempt in range(50):
+            try:
+                return await open_token(targets[(i + shift) % len(targets)], peer_id,
+                                        f"{token}-{peer_id}", tally)
+            except ServerRefused as exc:
+                # The old socket's close may not be processed yet (a reload): the id is
+                # still held with the old token. A browser would see the same.
+                if not (retry_taken and "ID-TAKEN" in str(exc)) or attempt == 49:
+                    return None
+                retries += 1
+                await asyncio.sleep(0.05)
+            except (OSError, TimeoutError):
+                return None
+        return None
+
+    started = time.perf_counter()
+    opened = await asyncio.gather(*(one(i, pid) for i, pid in enumerate(ids)))
+    elapsed = time.perf_counter() - started
+    peers = [p for p in opened if p is not None]
+    return peers, len(ids) - len(peers), retries, elapsed
+
+
+async def measure_crowd(targets: list[Target], prefix: str) -> CrowdTimes:
+    """:data:`CROWD` peers at once split over ``targets``; then all drop and come back at
+    once with new tokens, each on the next target (a reload)."""
+    tally = Tally()
+    ids = scenarios.peer_ids(prefix, CROWD)
+    peers, refused, _, admit = await crowd_round(targets, ids, "first", 0, tally, False)
+    close_all(peers)
+    again, refused2, retries, reload = await crowd_round(targets, ids, "second", 1, tally,
+                                                        True)
+    close_all(again)
+    await asyncio.sleep(1.0)  # let the servers process the closes before what follows
+    return CrowdTimes(admit, reload, refused + refused2, retries)
+
+
+async def measure_connect_rate(targets: list[Target], prefix: str, sizes: Sizes
+                               ) -> tuple[float, int]:
+    """``connect_peers`` connections split over the targets, ``connect_concurrency`` in
+    flight in all; connections to OPEN per second."""
+    tally = Tally()
+    share = sizes.connect_peers // len(targets)
+    flight = max(1, sizes.connect_concurrency // len(targets))
+    started = time.perf_counter()
+    results = await asyncio.gather(*(
+        open_peers(t, scenarios.peer_ids(f"{prefix}{n}", share), tally, flight)
+        for n, t in enumerate(targets)))
+    elapsed = time.perf_counter() - started
+    opened = sum(len(r.peers) for r in results)
+    failures = sum(sum(r.failures.values()) for r in results)
+    for r in results:
+        close_all(r.peers)
+    await asyncio.sleep(1.0)
+    return (opened / elapsed if elapsed > 0 else float("nan")), failures
+
+
+def redis_counts(url: str) -> tuple[int, int, int]:
+    """Redis's running totals: every command, EVALSHA calls, PUBLISH calls."""
+    import redis
+
+    client = redis.Redis.from_url(url, socket_timeout=5)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    total = sum(int(v["calls"]) for v in stats.values())
+    return (total, int(stats.get("cmdstat_evalsha", {}).get("calls", 0)),
+            int(stats.get("cmdstat_publish", {}).get("calls", 0)))
+
+
+async def count_admission(url: str, targets: list[Target], prefix: str,
+                          peers: int = 500) -> tuple[float, float]:
+    """Redis commands and script calls per admitted peer (join and leave, the nodes'
+    background work included)."""
+    before = redis_counts(url)
+    tally = Tally()
+    result = await asyncio.gather(*(open_peers(t, scenarios.peer_ids(f"{prefix}{n}",
+                                                                     peers // 2), tally, 100)
+                                    for n, t in enumerate(targets)))
+    opened = sum(len(r.peers) for r in result)
+    for r in result:
+        close_all(r.peers)
+    await asyncio.sleep(1.0)
+    after = redis_counts(url)
+    return ((after[0] - before[0]) / max(1, opened), (after[1] - before[1]) / max(1, opened))

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from bench import stats
 from bench import wsproto as w
@@ -373,6 +374,7 @@ class ClusterResult:
     available: bool
     reason: str = ""
     samples: list[BurstSample] = field(default_factory=list)
+    admission: Any = None  # bench.cluster.AdmissionResult, when measured
 
     @property
     def rate(self) -> float:

@@ -37,6 +37,46 @@ def rows(run: Run) -> list[report.Row]:
     out += capacity_rows(hub.capacity, ref.capacity, sizes)
     out.append(cluster_row(run.cluster, stats.median([s.rate for s in hub.bursts])))
     out += slowdrip.rows(hub.slowdrip, ref.slowdrip)
+    out += admission_rows(run.cluster, stats.median([s.rate for s in hub.connects]), sizes)
+    return out
+
+
+def admission_rows(cluster: scenarios.ClusterResult | None, single_connects: float,
+                   sizes: Sizes) -> list[report.Row]:
+    """The cluster's admission rows (bench.cluster): rate, crowd, reload, Redis cost."""
+    adm = None if cluster is None else cluster.admission
+    if adm is None:
+        return []
+    crowd, ref = adm.crowd, adm.reference_crowd
+    nan = float("nan")
+
+    def secs(c: object, name: str) -> float:
+        return float(getattr(c, name)) if c is not None else nan
+
+    fails = f", {adm.connect_failures} failed" if adm.connect_failures else ""
+    out = [
+        report.Row(f"  cluster connections/s to OPEN ({sizes.connect_peers:,} over 2 nodes, "
+                   f"{sizes.connect_concurrency} in flight; ratio: vs peerhub single node)",
+                   report.count(adm.connect_rate) + fails, "—",
+                   report.times(stats.ratio(adm.connect_rate, single_connects))),
+    ]
+    for label, name in (("1,000 peers at once", "admit_s"),
+                        ("their reload (new tokens, other node)", "reload_s")):
+        a, b = secs(crowd, name), secs(ref, name)
+        out.append(report.Row(f"  {label}: seconds until all OPEN (cluster vs peerjs-server "
+                              "single process; lower is better)",
+                              report.decimal(a, 2), report.decimal(b, 2),
+                              report.times(stats.ratio(a, b))))
+    refused = (crowd.refused if crowd else 0, ref.refused if ref else 0)
+    retries = (crowd.retries if crowd else 0, ref.retries if ref else 0)
+    out.append(report.Row("  crowd peers never admitted (0 expected) / reload ID-TAKEN retries",
+                          f"{refused[0]} / {retries[0]}", f"{refused[1]} / {retries[1]}", "—"))
+    out.append(report.Row("  Redis commands per admitted peer (join + leave; EVALSHA calls)",
+                          f"{report.decimal(adm.commands_per_peer, 1)} "
+                          f"({report.decimal(adm.scripts_per_peer, 2)})", "—", "—"))
+    out.append(report.Row("  Redis commands per cross-node message (PUBLISH per message)",
+                          f"{report.decimal(adm.commands_per_message, 2)} "
+                          f"({report.decimal(adm.publishes_per_message, 3)})", "—", "—"))
     return out
 
 

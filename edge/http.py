@@ -17,7 +17,6 @@ pipelined ones wait, and reading pauses when too many wait.
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 from collections import deque
 from typing import TYPE_CHECKING, cast
@@ -111,23 +110,7 @@ def plain(status: int, text: str, close: bool = True,
 
 def websocket_key(req: Request) -> bytes | None:
     """The Sec-WebSocket-Key of a valid version-13 GET upgrade, else None."""
-    if req.method != "GET":
-        return None
-    if not wf.header_has_token(req.header(b"upgrade"), b"websocket"):
-        return None
-    if not wf.header_has_token(req.header(b"connection"), b"upgrade"):
-        return None
-    if req.header(b"sec-websocket-version") != b"13":
-        return None
-    key = req.header(b"sec-websocket-key")
-    if key is None:
-        return None
-    try:
-        if len(base64.b64decode(key, validate=True)) != 16:
-            return None
-    except ValueError:
-        return None
-    return key
+    return wf.upgrade_key(req.method, req.header)
 
 
 class HttpConnection(asyncio.Protocol):

@@ -25,8 +25,10 @@ from peerhub.proxy import trusted_from_env  # noqa: E402
 from peerhub.proxy_asgi import ProxyHeaders  # noqa: E402
 from signalling.config import get_config  # noqa: E402
 from signalling.consumers import PeerConsumer  # noqa: E402
+from signalling.health import ROUTES as HEALTH_ROUTES  # noqa: E402
 from signalling.http_api import peerjs_http_app  # noqa: E402
 from signalling.metrics_http import METRICS_PATH, metrics_app  # noqa: E402
+from signalling.unavailable import gated  # noqa: E402
 
 
 #: The PeerJS socket's ASGI application. The edge runs it directly for ``{path}peerjs``:
@@ -49,12 +51,17 @@ async def websocket_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def http_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    """``/metrics`` (exact path) to the Prometheus endpoint, the PeerJS routes as plain
-    ASGI apps (no Django request cycle); Django otherwise."""
+    """``/metrics`` (exact path) to the Prometheus endpoint, ``/healthz`` and ``/readyz``,
+    the PeerJS routes as plain ASGI apps (no Django request cycle; 503 while draining,
+    403 for a banned address); Django otherwise. (The edge has the same table.)"""
     if scope["path"] == METRICS_PATH:
         await metrics_app(scope, receive, send)
         return
-    app = peerjs_http_app(scope["path"])
+    health = HEALTH_ROUTES.get(scope["path"])
+    if health is not None:
+        await health(scope, receive, send)
+        return
+    app = gated(peerjs_http_app(scope["path"]))
     await (django_http if app is None else app)(scope, receive, send)
 
 

@@ -151,12 +151,17 @@ def edge_routes() -> Routes:
     Health and metrics entries are added here (``routes.add("/healthz", app)``).
     """
     from edge.routes import Routes
+    from signalling.health import ROUTES as HEALTH_ROUTES
     from signalling.http_api import peerjs_http_app
     from signalling.metrics_http import METRICS_PATH, metrics_app
+    from signalling.unavailable import gated
 
     routes = Routes()
     routes.add(METRICS_PATH, metrics_app)  # on the admin address too
-    routes.add_resolver(peerjs_http_app)
+    for path, app in HEALTH_ROUTES.items():  # /healthz, /readyz: on the admin address too
+        routes.add(path, app)
+    # 503 while this node drains, 403 for a banned address, before the PeerJS routes.
+    routes.add_resolver(lambda path: gated(peerjs_http_app(path)))
     return routes
 
 
@@ -221,10 +226,15 @@ class EdgeRunner:
     def _start(self) -> None:
         from twisted.internet import defer, reactor
 
+        from signalling.node import get_node
+
         tune_gc()  # once the application is loaded
         loop = asyncio.get_event_loop()
         print(f"peerhub: event loop {type(loop).__module__}.{type(loop).__name__}",
               flush=True)
+        # The hub's tasks and the control-plane listener, once the loop turns (startup
+        # triggers may run before asyncio counts the loop as running).
+        loop.call_soon(lambda: get_node().start())
         self.edge = build_edge(self.django_socket)
         started = asyncio.ensure_future(self._serve(self.edge))
         started.add_done_callback(self._started)
@@ -248,13 +258,13 @@ class EdgeRunner:
             reactor.stop()  # type: ignore[misc]
 
     async def stop(self) -> None:
-        """Close every peer with 1001 (going away), then stop the edge."""
-        from signalling.runtime import get_hub
+        """Drain the node (signalling.node: stop admitting, /readyz 503, peers closed with
+        1001 over DRAIN_WINDOW, each id released first), then stop the edge."""
+        from signalling.node import get_node
 
+        await get_node().drain()
         if self.edge is not None:
             self.edge.stop_accepting()
-        await get_hub().close_all(None, 1001, "server stopped")
-        if self.edge is not None:
             await self.edge.shutdown()
 
 

@@ -78,6 +78,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "signalling.unavailable.ServiceUnavailableMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "peerhub.staticfiles.StaticFilesMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -145,6 +146,17 @@ WHITENOISE_USE_FINDERS = True
 REDIS_URL = env_str("REDIS_URL", "")
 REDIS_PREFIX = env_str("REDIS_PREFIX", "peerhub")
 
+# The control plane (signalling.control): channels-redis with REDIS_URL, so operator
+# events reach every node; it never carries the relay. The core layer keeps an event
+# for a minute, so a node that blinks catches it when it reads again.
+if REDIS_URL:
+    CHANNEL_LAYERS = {"default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{REDIS_PREFIX}:asgi",
+                   "capacity": 1000, "expiry": 60, "group_expiry": 86400}}}
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
 # The cache holds the admin login throttle's counters (apikeys.loginthrottle): in Redis
 # when there is one, so the limit holds across the cluster.
 CACHES = {"default": (
@@ -192,7 +204,14 @@ PEERHUB_SENDER_QUEUE_LIMIT = env_int("SENDER_QUEUE_LIMIT", 1000, minimum=0)
 PEERHUB_SEND_BUFFER_LIMIT = env_int("SEND_BUFFER_LIMIT", 2 * 1024 * 1024, minimum=16384)
 PEERHUB_LOGIN_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 PEERHUB_LOGIN_FAILURE_WINDOW = env_int("LOGIN_FAILURE_WINDOW", 900, minimum=1)
-PEERHUB_KEY_WATCH_MS = env_int("KEY_WATCH_INTERVAL", 1500, minimum=100)
+# In a cluster, key changes reach every node through the control plane at once; the
+# watcher is then the slow reconciliation only.
+PEERHUB_KEY_WATCH_MS = env_int("KEY_WATCH_INTERVAL", 30000 if REDIS_URL else 1500,
+                               minimum=100)
+PEERHUB_CONTROL_RECONCILE_MS = env_int("CONTROL_RECONCILE_INTERVAL", 30000, minimum=100)
+# Seconds a SIGTERM'd node takes to close its peers (so their reconnects spread over the
+# other nodes); a lone node has nowhere to send them and closes them at once.
+PEERHUB_DRAIN_WINDOW = env_int("DRAIN_WINDOW", 10 if REDIS_URL else 0, minimum=0)
 #: Addresses and networks allowed to scrape ``/metrics`` on the public port.
 PEERHUB_METRICS_ALLOW = env_list("METRICS_ALLOW", ["127.0.0.1/32", "::1/128"])
 #: Days closed peer sessions are kept; the serving process prunes older ones hourly.

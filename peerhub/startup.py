@@ -240,8 +240,12 @@ SETTINGS: tuple[Setting, ...] = (
     S("DAPHNE_VERBOSITY", "1", "0 turns the access log off", integer(0, 3)),
     S("KEY_CACHE_SECONDS", "2", "how long a key's settings are cached per process",
       integer(0)),
-    S("KEY_WATCH_INTERVAL", "1500", "ms between checks that close deactivated keys' peers",
-      integer(100)),
+    S("KEY_WATCH_INTERVAL", "1500 (30000 with REDIS_URL)", "ms between checks that close "
+      "deactivated keys' peers", integer(100)),
+    S("DRAIN_WINDOW", "10 with REDIS_URL, else 0", "seconds a SIGTERM'd node takes to "
+      "close its peers, spread evenly", integer(0, 3600)),
+    S("CONTROL_RECONCILE_INTERVAL", "30000", "ms between a node's reloads of the bans and "
+      "re-checks of its keys (control plane catch-up)", integer(100)),
     S("PEERHUB_DEFAULT_KEY", "peerjs", "the key `make run` makes sure exists", text),
     S("DATABASE_URL", "sqlite in PEERHUB_VAR_DIR", "the database, e.g. "
       "postgres://user@127.0.0.1:5432/peerhub", database_url, secret=True),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import struct
-from dataclasses import dataclass
+from collections.abc import Callable
 
 # apply_mask(payload, mask): XOR a payload with its 4-byte masking key (RFC 6455 5.3).
 # websockets (a requirement) ships it in C; it is called for every frame received.
@@ -37,7 +37,6 @@ CLOSE_NO_STATUS = 1005
 CLOSE_ABNORMAL = 1006
 
 #: Head of an HTTP request larger than this is not read by the front.
-MAX_HEAD_SIZE = 16384
 #: Fragments of any size one message may have, empty ones included (a message of many
 #: tiny fragments is a way to make the server do work without ever finishing a message)...
 MAX_FRAGMENTS = 1024
@@ -55,42 +54,6 @@ class WebSocketError(Exception):
         self.reason = reason
 
 
-class HeadError(ValueError):
-    """An HTTP request head that cannot be parsed."""
-
-
-@dataclass(frozen=True, slots=True)
-class RequestHead:
-    """The parts of an HTTP/1.1 request head a websocket upgrade needs."""
-
-    method: bytes
-    target: bytes  # path and query, as sent
-    headers: list[tuple[bytes, bytes]]  # names lower-cased, values stripped
-    first: dict[bytes, bytes]  # each name's first value
-
-    def header(self, name: bytes) -> bytes | None:
-        """The first value of header ``name`` (lower case), or None."""
-        return self.first.get(name)
-
-
-def parse_head(head: bytes) -> RequestHead:
-    """Parse a request head (up to, not including, the blank line)."""
-    lines = head.split(b"\r\n")
-    parts = lines[0].split(b" ")
-    if len(parts) != 3 or not parts[2].startswith(b"HTTP/1."):
-        raise HeadError("bad request line")
-    headers = []
-    first: dict[bytes, bytes] = {}
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip():
-            raise HeadError("bad header line")
-        name, value = name.lower(), value.strip()
-        headers.append((name, value))
-        first.setdefault(name, value)
-    return RequestHead(parts[0], parts[1], headers, first)
-
-
 def header_has_token(value: bytes | None, token: bytes) -> bool:
     """Tell whether a comma-separated header value holds ``token`` (any case)."""
     if value is None:
@@ -98,17 +61,20 @@ def header_has_token(value: bytes | None, token: bytes) -> bool:
     return any(part.strip().lower() == token for part in value.split(b","))
 
 
-def upgrade_key(head: RequestHead) -> bytes | None:
-    """The Sec-WebSocket-Key of a valid version-13 GET upgrade, else None."""
-    if head.method != b"GET":
+def upgrade_key(method: str, header: Callable[[bytes], bytes | None]) -> bytes | None:
+    """The Sec-WebSocket-Key of a valid version-13 GET upgrade, else None.
+
+    ``header`` looks up a request header by its lower-case name (first value or None).
+    """
+    if method != "GET":
         return None
-    if not header_has_token(head.header(b"upgrade"), b"websocket"):
+    if not header_has_token(header(b"upgrade"), b"websocket"):
         return None
-    if not header_has_token(head.header(b"connection"), b"upgrade"):
+    if not header_has_token(header(b"connection"), b"upgrade"):
         return None
-    if head.header(b"sec-websocket-version") != b"13":
+    if header(b"sec-websocket-version") != b"13":
         return None
-    key = head.header(b"sec-websocket-key")
+    key = header(b"sec-websocket-key")
     if key is None:
         return None
     try:

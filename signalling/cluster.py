@@ -23,23 +23,24 @@ import time
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from redis import asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import RedisError
 
 from signalling import redis_scripts as lua
-from signalling.decisions import Claim
-from signalling.errors import ClusterUnavailable
+from signalling.batcher import Batcher
+from signalling.decisions import Claim, Route, Where, decide_handover, decide_route, needs_lookup
+from signalling.errors import ClusterUnavailable, NodeDraining
 from signalling.hub import Endpoint, Limits, LocalHub
 from signalling.names import Names
 from signalling.protocol import (
     ID_TAKEN_FRAME,
-    QUEUED_TYPES,
-    RELAYED_TYPES,
     ClientMessage,
-    MessageType,
     expire_frame,
     relay_message,
 )
@@ -49,7 +50,37 @@ logger = logging.getLogger(__name__)
 _SWEEP_BATCH = 500
 _SUBSCRIBE_WAIT = 5.0
 _REFRESH_BATCH = 500
-_SEP = "\x00"
+_CLAIM_BATCH = 500
+_MAX_REROUTES = 50
+_POOL_SIZE = 64
+_POOL_WAIT = 5.0
+
+
+def redis_client(url: str, pool_size: int = _POOL_SIZE) -> aioredis.Redis:
+    """An asyncio Redis client whose callers wait for a free connection (never refused
+    while the pool is busy), with one quick retry for a connection that went stale."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=pool_size, timeout=_POOL_WAIT, decode_responses=True,
+        socket_timeout=5, socket_connect_timeout=2, health_check_interval=10,
+        retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1))
+    return aioredis.Redis(connection_pool=pool)
+
+
+def queue_item(src: str, frame: str) -> str:
+    """One offline-queue entry: a JSON array, so no id or payload can forge another."""
+    return orjson.dumps([src, frame]).decode()
+
+
+def parse_queue_item(item: str) -> tuple[str, str]:
+    """``(src, frame)`` of a :func:`queue_item` entry."""
+    src, frame = orjson.loads(item)
+    return str(src), str(frame)
+
+
+@dataclass(slots=True)
+class _ClaimRequest:
+    ep: Endpoint
+    limits: Limits
 
 
 @dataclass(slots=True)
@@ -59,6 +90,7 @@ class _Outgoing:
     dst: str
     frame: str
     queueable: bool
+    attempts: int = 0  # times it was routed again (its destination was moving)
 
 
 class RedisHub(LocalHub):
@@ -70,16 +102,24 @@ class RedisHub(LocalHub):
         super().__init__(queue_limit, expire_timeout, cleanup_interval, sender_queue_limit)
         self._sender_limit = sender_queue_limit
         self.node_id = f"{node_name.replace('|', '_')}-{uuid.uuid4().hex[:8]}"
+        self.node_name = node_name
+        self._started_at = time.time()
         self.names = Names(prefix)
         self._url = redis_url
         self._lease_ms = max(int(lease * 1000), 1000)
         self._queue_limit = queue_limit
         self._expire_ms = int(expire_timeout * 1000)
-        self._redis = aioredis.Redis.from_url(
-            redis_url, decode_responses=True, socket_timeout=5, socket_connect_timeout=2,
-            max_connections=64)
+        self._redis = redis_client(redis_url)
         self._scripts = {name: self._redis.register_script(getattr(lua, name))
-                         for name in ("CLAIM", "RELEASE", "REFRESH", "ENQUEUE", "DRAIN", "SWEEP")}
+                         for name in ("CLAIM_MANY", "RELEASE_MANY", "REFRESH", "ENQUEUE",
+                                      "DRAIN_MANY", "SWEEP")}
+        # Concurrent claims, releases and queue drains each go out as one script call.
+        self._claims: Batcher[_ClaimRequest, tuple[Claim, str]] = Batcher(
+            self._claim_batch, _CLAIM_BATCH, "claims", orphan=self._orphan_claim)
+        self._releases: Batcher[tuple[str, str, str], int] = Batcher(
+            self._release_batch, _CLAIM_BATCH, "releases")
+        self._drains: Batcher[tuple[str, str], list[str]] = Batcher(
+            self._drain_batch, _CLAIM_BATCH, "drains")
         self._outbox: list[_Outgoing] = []
         # (key, dst, local sender) -> when queued in Redis; if Redis loses its data
         # (a restart) these senders are told with EXPIRE instead of waiting in vain.
@@ -101,7 +141,48 @@ class RedisHub(LocalHub):
             ("peerhub-listen", self._listen_forever()),
             ("peerhub-refresh", self._refresh_forever()),
             ("peerhub-sweep", self._sweep_forever()),
+            ("peerhub-presence", self._presence_forever()),
         )]
+
+    @property
+    def subscribed(self) -> bool:
+        """True while this node's channel subscription is confirmed by Redis."""
+        return self._subscribed.is_set()
+
+    def start(self) -> None:
+        """Start the background tasks now (they also start on first use)."""
+        self._ensure_sweeper()
+
+    async def stop(self) -> None:
+        """Stop admitting, end the background tasks, withdraw this node's presence."""
+        self.accepting = False
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            pipe.delete(self.names.alive(self.node_id))
+            pipe.hdel(self.names.nodes(), self.node_id)
+            await pipe.execute()
+        except RedisError as exc:
+            logger.warning("could not withdraw this node's presence (%s)", exc)
+        await self._redis.aclose()
+
+    async def wait_subscribed(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for this node's subscription; tell if it is."""
+        try:
+            await asyncio.wait_for(self._subscribed.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def ping(self) -> bool:
+        """Tell whether Redis answers now."""
+        try:
+            return bool(await self._redis.ping())
+        except RedisError:
+            return False
 
     # --- registration -----------------------------------------------------------------
 
@@ -111,50 +192,75 @@ class RedisHub(LocalHub):
     async def register(self, ep: Endpoint, limits: Limits) -> Claim:
         """Claim the id cluster-wide; the server limit counts this node's peers."""
         self._ensure_sweeper()
+        if not self.accepting:
+            raise NodeDraining("this node is draining")
         local = self._peers.get((ep.key, ep.peer_id))
         if local is None and len(self._peers) >= limits.server_limit:
             return Claim.LIMIT
+        # A peer registered here must be able to receive from other nodes at once.
+        if not self._subscribed.is_set() and not await self.wait_subscribed(_SUBSCRIBE_WAIT):
+            raise ClusterUnavailable("not subscribed to this node's channel")
         try:
-            # A peer registered here must be able to receive from other nodes at once.
-            await asyncio.wait_for(self._subscribed.wait(), _SUBSCRIBE_WAIT)
-        except TimeoutError as exc:
-            raise ClusterUnavailable("not subscribed to this node's channel") from exc
-        try:
-            outcome, previous = await self._scripts["CLAIM"](
-                keys=[self.names.peer(ep.key, ep.peer_id), self.names.ids(ep.key)],
-                args=[self.node_id, ep.token, self._lease_ms, limits.key_limit, ep.peer_id])
+            claim, previous = await self._claims.submit(_ClaimRequest(ep, limits))
         except RedisError as exc:
             raise ClusterUnavailable(str(exc)) from exc
-        claim = Claim(outcome)
         if claim in (Claim.NEW, Claim.TAKEOVER):
             self._add_local(ep)
             if claim is Claim.TAKEOVER and previous != self.node_id:
                 await self._publish(previous, [["k", ep.key, ep.peer_id]])
         return claim
 
+    async def _claim_batch(self, batch: list[_ClaimRequest]) -> list[tuple[Claim, str]]:
+        keys: list[str] = []
+        args: list[Any] = [self.node_id, self._lease_ms]
+        for r in batch:
+            keys += [self.names.peer(r.ep.key, r.ep.peer_id), self.names.ids(r.ep.key)]
+            args += [r.ep.token, r.limits.key_limit, r.ep.peer_id]
+        flat = await self._scripts["CLAIM_MANY"](keys=keys, args=args)
+        return [(Claim(outcome), str(previous))
+                for outcome, previous in zip(flat[::2], flat[1::2], strict=True)]
+
+    def _orphan_claim(self, request: _ClaimRequest, result: tuple[Claim, str]) -> None:
+        """A claim whose caller went away (its socket closed meanwhile): give it back."""
+        if result[0] in (Claim.NEW, Claim.TAKEOVER):
+            asyncio.get_running_loop().create_task(self._release(request.ep))
+
     async def unregister(self, ep: Endpoint) -> bool:
         """Free the id locally and, if the lease is still ours, in Redis."""
         if not self._remove_local(ep):
             return False
-        try:
-            await self._scripts["RELEASE"](
-                keys=[self.names.peer(ep.key, ep.peer_id), self.names.ids(ep.key)],
-                args=[self._value(ep), ep.peer_id])
-        except RedisError as exc:
-            logger.warning("could not release %r in redis (%s); its lease will expire",
-                           ep.peer_id, exc)
+        await self._release(ep)
         return True
+
+    async def _release(self, ep: Endpoint) -> None:
+        try:
+            await self._releases.submit((ep.key, ep.peer_id, self._value(ep)))
+        except RedisError as exc:
+            logger.warning("could not release an id in redis (%s); its lease will expire",
+                           exc)
+
+    async def _release_batch(self, batch: list[tuple[str, str, str]]) -> list[int]:
+        keys: list[str] = []
+        args: list[str] = []
+        for key, peer_id, value in batch:
+            keys += [self.names.peer(key, peer_id), self.names.ids(key)]
+            args += [value, peer_id]
+        await self._scripts["RELEASE_MANY"](keys=keys, args=args)
+        return [1] * len(batch)
 
     async def flush_queue(self, ep: Endpoint) -> None:
         """Deliver what the cluster queued for ``ep`` while it was offline."""
         try:
-            items = await self._scripts["DRAIN"](
-                keys=[self.names.queue(ep.key, ep.peer_id), self.names.queue_clock()])
+            items = await self._drains.submit((ep.key, ep.peer_id))
         except RedisError as exc:
             logger.warning("could not read the offline queue (%s)", exc)
             return
         for item in items:
-            await ep.deliver(item.partition(_SEP)[2])
+            await ep.deliver(parse_queue_item(item)[1])
+
+    async def _drain_batch(self, batch: list[tuple[str, str]]) -> list[list[str]]:
+        keys = [self.names.queue_clock()] + [self.names.queue(k, d) for k, d in batch]
+        return [list(items) for items in await self._scripts["DRAIN_MANY"](keys=keys)]
 
     # --- lookups ----------------------------------------------------------------------
 
@@ -163,13 +269,19 @@ class RedisHub(LocalHub):
         local = self._peers.get((key, peer_id))
         if local is not None:
             return local.token
-        value = await self._redis.get(self.names.peer(key, peer_id))
+        try:
+            value = await self._redis.get(self.names.peer(key, peer_id))
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc)) from exc
         return None if value is None else str(value).partition("|")[2]
 
     async def peer_ids(self, key: str) -> list[str]:
         """Every id registered under ``key`` on any node."""
-        now_ms = int((await self._redis.time())[0]) * 1000
-        ids = await self._redis.zrangebyscore(self.names.ids(key), now_ms, "+inf")
+        try:
+            now_ms = int((await self._redis.time())[0]) * 1000
+            ids = await self._redis.zrangebyscore(self.names.ids(key), now_ms, "+inf")
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc)) from exc
         return [str(i) for i in ids]
 
     def keys_online(self) -> dict[str, int]:
@@ -199,19 +311,20 @@ class RedisHub(LocalHub):
     # --- relay ------------------------------------------------------------------------
 
     async def relay(self, src: Endpoint, msg: ClientMessage) -> None:
-        """Deliver locally when possible; otherwise hand the message to the flusher."""
+        """Deliver locally when possible; otherwise hand the message to the flusher,
+        which looks the destination up in the cluster (``decide_handover``)."""
         dst = msg.dst
-        if dst is not None:
-            target = self._peers.get((src.key, dst))
-            if target is not None and msg.type in RELAYED_TYPES:
-                await target.deliver(relay_message(msg, src.peer_id))
-                return
-            if msg.type in RELAYED_TYPES:
-                self._post(_Outgoing(src, src.key, dst, relay_message(msg, src.peer_id),
-                                     msg.type in QUEUED_TYPES))
-                return
-        if dst is None and msg.type == MessageType.LEAVE:
+        target = None if dst is None else self._peers.get((src.key, dst))
+        route = decide_route(msg.type, dst, target is not None)
+        if route is Route.DELIVER:
+            assert target is not None
+            await target.deliver(relay_message(msg, src.peer_id))
+        elif route is Route.UNREGISTER:
             await self.unregister(src)
+        elif dst is not None and needs_lookup(msg.type, dst):
+            # Not here: perhaps on another node. QUEUE means it may wait offline.
+            self._post(_Outgoing(src, src.key, dst, relay_message(msg, src.peer_id),
+                                 route is Route.QUEUE))
 
     async def send_to(self, key: str, peer_id: str, frame: str) -> None:
         """Deliver a server frame wherever ``peer_id`` is; never queued."""
@@ -249,10 +362,22 @@ class RedisHub(LocalHub):
         offline: list[_Outgoing] = []
         for b in batch:
             node = where.get((b.key, b.dst))
-            if node is None or node == self.node_id:
-                if b.queueable:
+            here = self._peers.get((b.key, b.dst)) if node == self.node_id else None
+            # A lease of ours without a local endpoint is a claim in progress or one
+            # being released: treated as nowhere (ENQUEUE then re-checks the lease).
+            route = decide_handover(
+                Where.HERE if here is not None else
+                Where.ELSEWHERE if node is not None and node != self.node_id else
+                Where.NOWHERE, b.queueable)
+            if route is Route.DELIVER:
+                assert here is not None
+                await here.deliver(b.frame)  # it registered here since it was posted
+                continue
+            if route is not Route.FORWARD:
+                if route is Route.QUEUE:
                     offline.append(b)
                 continue
+            assert node is not None
             per_node[node].append(["m", b.key, b.dst, b.frame, "1" if b.queueable else ""])
             per_node_items[node].append(b)
         pipe = self._redis.pipeline(transaction=False)
@@ -270,6 +395,13 @@ class RedisHub(LocalHub):
             if outcome == 1 and b.sender.token:  # a local peer, not a stand-in
                 self._queued_by_us[(b.key, b.dst, b.sender.peer_id)] = now
         failed += [b for b, outcome in queued if outcome == 0]
+        for b, outcome in queued:
+            if outcome == 2:  # the destination came online meanwhile: route it again
+                if b.attempts >= _MAX_REROUTES:
+                    failed.append(b)
+                else:
+                    b.attempts += 1
+                    self._post(b)
         await self._expire_senders(failed)
         for b in {id(b.sender): b for b, outcome in queued if outcome == -1}.values():
             await self.refuse_sender(b.sender)
@@ -286,8 +418,8 @@ class RedisHub(LocalHub):
     async def _enqueue_cmd(self, pipe: Any, b: _Outgoing) -> None:
         await self._scripts["ENQUEUE"](
             keys=[self.names.queue(b.key, b.dst), self.names.queue_clock(),
-                  self.names.sender(b.key, b.sender.peer_id)],
-            args=[f"{b.sender.peer_id}{_SEP}{b.frame}", b.sender.queue_limit or self._queue_limit,
+                  self.names.sender(b.key, b.sender.peer_id), self.names.peer(b.key, b.dst)],
+            args=[queue_item(b.sender.peer_id, b.frame), b.sender.queue_limit or self._queue_limit,
                   self._expire_ms * 3, self._sender_limit], client=pipe)
 
     async def _expire_senders(self, items: list[_Outgoing]) -> None:
@@ -397,6 +529,70 @@ class RedisHub(LocalHub):
         if self._remove_local(ep):
             await ep.shut(ID_TAKEN_FRAME, 1008, "id taken during redis outage")
 
+    # --- presence: finding nodes that died --------------------------------------------
+
+    async def _presence_forever(self) -> None:
+        """Announce this node every sixth of the lease; close the sessions of nodes whose
+        presence ran out (half a lease without a beat), so a dead node's rows end within
+        ALIVE_TIMEOUT whether or not it returns."""
+        period = self._lease_ms / 6000
+        while True:
+            try:
+                await self._announce()
+                await self._reap_lost()
+            except RedisError as exc:
+                logger.error("could not renew this node's presence (%s)", exc)
+            await asyncio.sleep(period)
+
+    async def _announce(self) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.set(self.names.alive(self.node_id), "1", px=self._lease_ms // 2)
+        pipe.hset(self.names.nodes(), self.node_id, orjson.dumps(
+            {"name": self.node_name, "started": self._started_at}).decode())
+        await pipe.execute()
+
+    async def _reap_lost(self) -> None:
+        nodes: dict[str, Any] = {str(nid): orjson.loads(v) for nid, v in
+                 (await self._redis.hgetall(self.names.nodes())).items()}
+        others = [nid for nid in nodes if nid != self.node_id]
+        if not others:
+            return
+        pipe = self._redis.pipeline(transaction=False)
+        for nid in others:
+            pipe.exists(self.names.alive(nid))
+        alive = dict(zip(others, await pipe.execute(), strict=True))
+        for nid in others:
+            if alive[nid]:
+                continue
+            # One survivor, once: the lock outlives the check period by far.
+            if not await self._redis.set(self.names.reaping(nid), self.node_id, nx=True,
+                                         px=max(self._lease_ms * 10, 60_000)):
+                continue
+            await self._reap(nid, nodes)
+
+    async def _reap(self, node_id: str, nodes: dict[str, Any]) -> None:
+        from asgiref.sync import sync_to_async
+        from django.db import DatabaseError
+
+        from signalling.lost import close_lost_sessions
+
+        dead = nodes[node_id]
+        name, started = str(dead["name"]), float(dead["started"])
+        later = [float(n["started"]) for nid, n in nodes.items()
+                 if nid != node_id and n["name"] == name and float(n["started"]) > started]
+        since = datetime.fromtimestamp(started - 1, UTC)
+        until = datetime.fromtimestamp(min(later), UTC) if later else None
+        try:
+            await sync_to_async(close_lost_sessions, thread_sensitive=False)(
+                name, since, until)
+        except DatabaseError as exc:
+            logger.error("could not close the sessions of lost node %s (%s); will retry",
+                         node_id, exc)
+            await self._redis.delete(self.names.reaping(node_id))
+            return
+        logger.warning("node %s is lost; its sessions are closed", node_id)
+        await self._redis.hdel(self.names.nodes(), node_id)
+
     # --- expiry -----------------------------------------------------------------------
 
     async def _sweep_forever(self) -> None:
@@ -415,7 +611,7 @@ class RedisHub(LocalHub):
                                             args=[self._expire_ms, _SWEEP_BATCH])
         for name, items in zip(flat[::2], flat[1::2], strict=True):
             key, dst = self.names.split_queue(name)
-            for sender in dict.fromkeys(item.partition(_SEP)[0] for item in items):
+            for sender in dict.fromkeys(parse_queue_item(item)[0] for item in items):
                 await self.send_to(key, sender, expire_frame(dst, sender))
 
     async def close_all(self, frame: str | None, code: int, reason: str) -> None:

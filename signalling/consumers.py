@@ -14,17 +14,19 @@ import time
 from typing import Any
 
 from channels.consumer import AsyncConsumer
+from django.db import DatabaseError
 
 from apikeys.tenants import Tenant, get_tenant
 from signalling import protocol as p
 from signalling.config import ServerConfig, get_config
 from signalling.decisions import Claim
-from signalling.errors import ClusterUnavailable
+from signalling.errors import ClusterUnavailable, NodeDraining
 from signalling.hub import Limits
 from signalling.keywatch import ensure_key_watcher
 from signalling.metrics import INVALID_KEY, ORIGIN, client_address, limit_hit
+from signalling.node import get_node
 from signalling.ratelimit import TokenBucket
-from signalling.runtime import get_hub, get_ip_guard
+from signalling.runtime import get_hub
 from signalling.sessions import SessionInfo, get_recorder
 
 logger = logging.getLogger(__name__)
@@ -71,7 +73,13 @@ class PeerConsumer(AsyncConsumer):
             return
         await send({"type": "websocket.accept"})
         ip = str((scope.get("client") or ("",))[0])
-        guard = get_ip_guard()
+        node = get_node()
+        node.start()
+        if node.bans.is_banned(ip, time.time()):
+            limit_hit("", "banned address", ip)
+            await self.shut(p.error_frame(p.Errors.BANNED), CLOSE_POLICY, "address banned")
+            return
+        guard = node.ip_guard
         refused = guard.admit(ip, time.monotonic())
         if refused is not None:
             limit_hit("", "per-address", ip)
@@ -129,7 +137,12 @@ class PeerConsumer(AsyncConsumer):
                                "address": client_address(self.scope)})
             await self.shut(p.error_frame(p.Errors.INVALID_ID), CLOSE_POLICY, "invalid id")
             return False
-        tenant = await get_tenant(params.key)
+        try:
+            tenant = await get_tenant(params.key)
+        except DatabaseError:
+            logger.error("refused a peer: the database is unreachable")
+            await self.shut(p.error_frame(p.Errors.CLUSTER_UNAVAILABLE), CLOSE_INTERNAL)
+            return False
         if tenant is None:
             # Not counted under the key asked for: any string can be asked for.
             limit_hit("", INVALID_KEY, self.scope, asked=params.key)
@@ -150,6 +163,10 @@ class PeerConsumer(AsyncConsumer):
         try:
             claim = await hub.register(self, Limits(self.cfg.concurrent_limit,
                                                     tenant.concurrent_limit))
+        except NodeDraining:
+            await self.shut(p.error_frame(p.Errors.CLUSTER_UNAVAILABLE), CLOSE_GOING_AWAY,
+                            "server draining")
+            return False
         except ClusterUnavailable:
             logger.error("refused a client: key=%r reason='cluster unavailable' address=%s",
                          tenant.key, client_address(self.scope),

@@ -24,6 +24,15 @@ class Route(Enum):
     DROP = "drop"              # nothing to do (unknown type, no dst, offline LEAVE/EXPIRE)
     UNREGISTER = "unregister"  # LEAVE without dst: the sender gives up its id
     HEARTBEAT = "heartbeat"    # liveness only
+    FORWARD = "forward"        # dst holds its id on another node: send it there
+
+
+class Where(Enum):
+    """Where the cluster directory says a destination is."""
+
+    HERE = "here"            # on this node
+    ELSEWHERE = "elsewhere"  # on another node
+    NOWHERE = "nowhere"      # not registered anywhere
 
 
 def decide_claim(holder_token: str | None, token: str, at_limit: bool) -> Claim:
@@ -52,3 +61,13 @@ def decide_route(msg_type: str, dst: str | None, dst_online: bool) -> Route:
 def needs_lookup(msg_type: str, dst: str | None) -> bool:
     """Tell whether routing this message depends on whether ``dst`` is online."""
     return dst is not None and msg_type in RELAYED_TYPES
+
+
+def decide_handover(where: Where, queueable: bool) -> Route:
+    """Decide what a cluster node does with a message it could not deliver locally at
+    once, given where the directory now says its destination is."""
+    if where is Where.HERE:
+        return Route.DELIVER
+    if where is Where.ELSEWHERE:
+        return Route.FORWARD
+    return Route.QUEUE if queueable else Route.DROP

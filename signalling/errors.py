@@ -8,3 +8,7 @@
 
 class ClusterUnavailable(Exception):
     """Redis could not be reached for an operation that needs it."""
+
+
+class NodeDraining(ClusterUnavailable):
+    """This node is shutting down and admits no new peers (they belong on another)."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from signalling.decisions import Claim, Route, decide_claim, decide_route
+from signalling.errors import NodeDraining
 from signalling.metrics import limit_hit
 from signalling.offline import OfflineQueue, QueueFull, SenderQueueFull
 from signalling.protocol import ClientMessage, Errors, error_frame, expire_frame, relay_message
@@ -57,12 +58,15 @@ class LocalHub:
         self._queue = OfflineQueue(queue_limit, expire_timeout, sender_queue_limit)
         self._cleanup_interval = cleanup_interval
         self._sweeper: asyncio.Task[None] | None = None
+        self.accepting = True  # False while the node drains
 
     # --- registration ---------------------------------------------------------------
 
     async def register(self, ep: Endpoint, limits: Limits) -> Claim:
         """Claim ``ep.peer_id`` under ``ep.key``; on success deliver its queued messages."""
         self._ensure_sweeper()
+        if not self.accepting:
+            raise NodeDraining("this node is draining")
         pk = (ep.key, ep.peer_id)
         holder = self._peers.get(pk)
         claim = decide_claim(None if holder is None else holder.token, ep.token,
@@ -126,6 +130,10 @@ class LocalHub:
         ep = self._peers.get((key, peer_id))
         if ep is not None:
             await ep.deliver(frame)
+
+    def endpoints(self) -> list[Endpoint]:
+        """Every endpoint registered here, oldest first."""
+        return list(self._peers.values())
 
     def count(self, key: str | None = None) -> int:
         """Registered peers under ``key``, or in all keys."""
@@ -211,3 +219,10 @@ class LocalHub:
         """Close every registered endpoint (used at shutdown)."""
         for ep in list(self._peers.values()):
             await ep.shut(frame, code, reason)
+
+    async def stop(self) -> None:
+        """Stop admitting and end the background tasks (after the peers are closed)."""
+        self.accepting = False
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None

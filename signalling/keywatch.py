@@ -17,7 +17,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
@@ -130,15 +129,11 @@ async def disconnect_key(key: str, reason: str) -> int:
     return count
 
 
-_watcher: KeyWatcher | None = None
-
-
 def get_key_watcher() -> KeyWatcher:
-    """This process's key watcher (created on first use, not yet started)."""
-    global _watcher
-    if _watcher is None:
-        _watcher = KeyWatcher(settings.PEERHUB_KEY_WATCH_MS / 1000)
-    return _watcher
+    """This process's key watcher (owned by the node; not started until needed)."""
+    from signalling.node import get_node
+
+    return get_node().key_watcher
 
 
 def ensure_key_watcher() -> None:
@@ -148,7 +143,6 @@ def ensure_key_watcher() -> None:
 
 def reset_key_watcher() -> None:
     """Stop and forget the watcher, so the next one reads settings afresh (tests)."""
-    global _watcher
-    if _watcher is not None:
-        _watcher.stop()
-    _watcher = None
+    from signalling.node import get_node
+
+    get_node().forget_key_watcher()

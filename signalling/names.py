@@ -33,7 +33,7 @@ class Names:
         return tail[: int(length)]
 
     def queue(self, key: str, dst: str) -> str:
-        """List of ``src\\x00frame`` items waiting for ``dst`` under ``key``."""
+        """List of JSON ``[src, frame]`` items waiting for ``dst`` under ``key``."""
         return f"{self.prefix}:q:{len(key)}:{key}:{dst}"
 
     def split_queue(self, name: str) -> tuple[str, str]:
@@ -50,6 +50,22 @@ class Names:
     def queue_clock(self) -> str:
         """Sorted set of queue names scored by their first message's time (ms)."""
         return f"{self.prefix}:qclock"
+
+    def nodes(self) -> str:
+        """Hash of every node that announced itself: node id -> JSON ``{name, started}``."""
+        return f"{self.prefix}:nodes"
+
+    def alive(self, node_id: str) -> str:
+        """A node's presence, renewed while it runs; its expiry means the node is lost."""
+        return f"{self.prefix}:alive:{node_id}"
+
+    def reaping(self, node_id: str) -> str:
+        """Lock held by the one survivor closing a lost node's sessions."""
+        return f"{self.prefix}:reap:{node_id}"
+
+    def bans(self) -> str:
+        """Hash of banned addresses: address -> JSON ``{until, reason}`` (epoch seconds)."""
+        return f"{self.prefix}:bans"
 
     def node(self, node_id: str) -> str:
         """Pub/sub channel of one node."""

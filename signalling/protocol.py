@@ -54,6 +54,8 @@ class Errors:
     IP_SOCKETS = "Too many open connections from your address"
     SENDER_QUEUE_FULL = "Too many messages waiting for offline peers"
     CLUSTER_UNAVAILABLE = "Server is temporarily unavailable"
+    KICKED = "Kicked by the operator"
+    BANNED = "Your address is banned"
 
 
 #: Types a client may send that the server relays to ``dst``.

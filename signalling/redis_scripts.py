@@ -27,6 +27,75 @@ redis.call('ZADD', KEYS[2], now + ttl, ARGV[5])
 return {'new', ''}
 """
 
+# KEYS: peer1, ids1, peer2, ids2, ...  ARGV: node, ttl_ms, then per claim: token,
+# key_limit, peer_id.  Claims in order (so a key's limit counts earlier claims of the
+# same batch); returns {outcome1, previous node1, outcome2, ...} as CLAIM does.
+CLAIM_MANY = NOW + """
+local node = ARGV[1]
+local ttl = tonumber(ARGV[2])
+local out = {}
+local swept = {}
+for i = 1, #KEYS, 2 do
+  local a = 3 + (i - 1) / 2 * 3
+  local token, limit, id = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
+  local cur = redis.call('GET', KEYS[i])
+  local value = node .. '|' .. token
+  if cur then
+    local sep = string.find(cur, '|', 1, true)
+    local holder_node = string.sub(cur, 1, sep - 1)
+    if string.sub(cur, sep + 1) ~= token then
+      table.insert(out, 'taken'); table.insert(out, holder_node)
+    else
+      redis.call('SET', KEYS[i], value, 'PX', ttl)
+      redis.call('ZADD', KEYS[i + 1], now + ttl, id)
+      table.insert(out, 'takeover'); table.insert(out, holder_node)
+    end
+  else
+    if not swept[KEYS[i + 1]] then
+      redis.call('ZREMRANGEBYSCORE', KEYS[i + 1], '-inf', now)
+      swept[KEYS[i + 1]] = true
+    end
+    if limit > 0 and redis.call('ZCARD', KEYS[i + 1]) >= limit then
+      table.insert(out, 'limit'); table.insert(out, '')
+    else
+      redis.call('SET', KEYS[i], value, 'PX', ttl)
+      redis.call('ZADD', KEYS[i + 1], now + ttl, id)
+      table.insert(out, 'new'); table.insert(out, '')
+    end
+  end
+end
+return out
+"""
+
+# KEYS: peer1, ids1, ...  ARGV: node|token1, id1, ...  Frees each id still ours; returns
+# how many were.
+RELEASE_MANY = """
+local freed = 0
+for i = 1, #KEYS, 2 do
+  if redis.call('GET', KEYS[i]) == ARGV[i] then
+    redis.call('DEL', KEYS[i])
+    redis.call('ZREM', KEYS[i + 1], ARGV[i + 1])
+    freed = freed + 1
+  end
+end
+return freed
+"""
+
+# KEYS: qclock, queue1, queue2, ...  Removes and returns every queue's items, as one
+# list per queue.
+DRAIN_MANY = """
+local out = {}
+for i = 2, #KEYS do
+  local items = redis.call('LRANGE', KEYS[i], 0, -1)
+  if #items > 0 then
+    redis.call('DEL', KEYS[i])
+    redis.call('ZREM', KEYS[1], KEYS[i])
+  end
+  table.insert(out, items)
+end
+return out
+"""
+
 # KEYS: peer, ids.  ARGV: node|token, peer_id.  Frees the id only if still ours.
 RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
@@ -56,10 +125,14 @@ end
 return lost
 """
 
-# KEYS: queue, qclock, sender counter.  ARGV: item, limit, keep_ms, sender_limit.
-# Returns 1 if queued, 0 if the destination's queue is full, -1 if the sender has queued
-# too much within the last keep_ms (the counter is a sliding approximation).
+# KEYS: queue, qclock, sender counter, destination's lease.  ARGV: item, limit, keep_ms,
+# sender_limit.  Returns 1 if queued, 0 if the destination's queue is full, -1 if the
+# sender has queued too much within the last keep_ms (the counter is a sliding
+# approximation), 2 if the destination holds a lease now (it came online since it was
+# looked up: the caller routes the message again instead of queueing it where the
+# destination, which already took its queue, would never look).
 ENQUEUE = NOW + """
+if redis.call('EXISTS', KEYS[4]) == 1 then return 2 end
 local n = redis.call('LLEN', KEYS[1])
 if n >= tonumber(ARGV[2]) then return 0 end
 local sender_limit = tonumber(ARGV[4])

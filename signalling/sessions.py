@@ -22,7 +22,6 @@ from typing import Any
 from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
 from django.utils import timezone
 
-from peerhub.env import node_name
 from signalling import metrics
 from signalling.protocol import storable_text
 
@@ -433,14 +432,8 @@ def _db_time(value: datetime | None) -> Any:
     return connection.ops.adapt_datetimefield_value(value)
 
 
-_recorder: SessionRecorder | None = None
-
-
 def get_recorder() -> SessionRecorder:
-    """The session recorder of this process."""
-    global _recorder
-    if _recorder is None:
-        from django.conf import settings
+    """The session recorder of this process (owned by its node)."""
+    from signalling.node import get_node
 
-        _recorder = SessionRecorder(node_name(), settings.PEERHUB_SESSION_RETENTION_DAYS)
-    return _recorder
+    return get_node().recorder

@@ -1,0 +1,222 @@
+"""This process as a node of the PeerServer: the one owner of its serving state.
+
+A :class:`Node` holds the hub (in-memory, or Redis-backed with ``REDIS_URL``), the
+per-address guard, the address bans, the session recorder, the key watcher, the tenant
+cache, the control-plane listener, the readiness probe and the drain state, each built
+on first use. ``get_node()`` gives the process's node; ``signalling.runtime.get_hub()``,
+``get_ip_guard()``, ``sessions.get_recorder()``, ``keywatch.get_key_watcher()`` and
+``apikeys.tenants.get_tenant()`` are shortcuts to its parts, so call sites stay one
+line.
+
+Draining (on SIGTERM): the node stops admitting peers (``/readyz`` answers 503, new
+sockets get ``ERROR`` "Server is temporarily unavailable"), then closes its peers'
+sockets with 1001 spread evenly over ``DRAIN_WINDOW`` seconds, each one's id released
+before its socket closes (so messages for it are queued for its reconnect elsewhere,
+not delivered to a closing socket), and only then lets the process exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from django.conf import settings
+
+from signalling.bans import BanList
+from signalling.config import get_config
+from signalling.guards import IpGuard
+from signalling.hub import LocalHub
+
+if TYPE_CHECKING:
+    from apikeys.tenants import TenantCache
+    from signalling.control_listener import ControlListener
+    from signalling.health import ReadinessProbe
+    from signalling.keywatch import KeyWatcher
+    from signalling.sessions import SessionRecorder
+
+logger = logging.getLogger(__name__)
+
+DRAIN_REASON = "server stopped"  # the session rows' close reason, as before drains
+_DRAIN_TICK = 0.05
+
+
+class Node:
+    """The serving state of one process, with start (lazy, on first use) and drain."""
+
+    def __init__(self, name: str, redis_url: str, prefix: str, drain_window: float) -> None:
+        self.name = name
+        self.redis_url = redis_url
+        self.prefix = prefix
+        self.drain_window = drain_window
+        self._hub: LocalHub | None = None
+        self._guard: IpGuard | None = None
+        self._probe: ReadinessProbe | None = None
+        self._control: ControlListener | None = None
+        self._recorder: SessionRecorder | None = None
+        self._key_watcher: KeyWatcher | None = None
+        self._tenants: TenantCache | None = None
+        self.bans = BanList()
+        self._drain: asyncio.Task[None] | None = None
+        self.draining = False
+
+    @property
+    def clustered(self) -> bool:
+        """True when this node shares peers with others through Redis."""
+        return bool(self.redis_url)
+
+    @property
+    def hub(self) -> LocalHub:
+        """The hub (built on first use)."""
+        if self._hub is None:
+            self._hub = self._make_hub()
+        return self._hub
+
+    @property
+    def ip_guard(self) -> IpGuard:
+        """The per-address admission guard."""
+        if self._guard is None:
+            cfg = get_config()
+            self._guard = IpGuard(cfg.max_sockets_per_ip, cfg.connect_rate,
+                                  cfg.connect_burst)
+        return self._guard
+
+    def start(self) -> None:
+        """Start the background work on the running loop (idempotent): the hub's tasks
+        and the control-plane listener."""
+        start_hub = getattr(self.hub, "start", None)
+        if start_hub is not None:
+            start_hub()
+        self.control.start()
+
+    @property
+    def control(self) -> ControlListener:
+        """The control-plane listener (kick, ban, key changes)."""
+        if self._control is None:
+            from signalling.control_listener import ControlListener
+
+            self._control = ControlListener(
+                self, settings.PEERHUB_CONTROL_RECONCILE_MS / 1000)
+        return self._control
+
+    @property
+    def recorder(self) -> SessionRecorder:
+        """The session recorder (batched database writes of session rows)."""
+        if self._recorder is None:
+            from signalling.sessions import SessionRecorder
+
+            self._recorder = SessionRecorder(self.name,
+                                             settings.PEERHUB_SESSION_RETENTION_DAYS)
+        return self._recorder
+
+    @property
+    def key_watcher(self) -> KeyWatcher:
+        """The key watcher (closes the peers of keys switched off; started lazily)."""
+        if self._key_watcher is None:
+            from signalling.keywatch import KeyWatcher
+
+            self._key_watcher = KeyWatcher(settings.PEERHUB_KEY_WATCH_MS / 1000)
+        return self._key_watcher
+
+    def forget_key_watcher(self) -> None:
+        """Stop the key watcher and build a new one on next use (tests)."""
+        if self._key_watcher is not None:
+            self._key_watcher.stop()
+        self._key_watcher = None
+
+    @property
+    def tenants(self) -> TenantCache:
+        """The tenant cache (a key's settings, one query per key per KEY_CACHE_SECONDS)."""
+        if self._tenants is None:
+            from apikeys.tenants import TenantCache
+
+            self._tenants = TenantCache()
+        return self._tenants
+
+    @property
+    def probe(self) -> ReadinessProbe:
+        """The readiness checks behind ``/readyz``."""
+        if self._probe is None:
+            from signalling.health import ReadinessProbe
+
+            self._probe = ReadinessProbe()
+        return self._probe
+
+    def _make_hub(self) -> LocalHub:
+        cfg = get_config()
+        if not self.redis_url:
+            return LocalHub(cfg.queue_limit, cfg.expire_timeout, cfg.cleanup_interval,
+                            cfg.sender_queue_limit)
+        from signalling.cluster import RedisHub
+
+        hub = RedisHub(self.redis_url, self.prefix, self.name, cfg.queue_limit,
+                       cfg.expire_timeout, cfg.cleanup_interval, lease=cfg.alive_timeout,
+                       sender_queue_limit=cfg.sender_queue_limit)
+        logger.info("cluster mode: node %s on %s", hub.node_id, self.prefix)
+        return hub
+
+    # --- drain ----------------------------------------------------------------------
+
+    def drain(self) -> asyncio.Task[None]:
+        """Start draining (idempotent); the task ends when every peer is closed."""
+        if self._drain is None:
+            self.draining = True
+            self.hub.accepting = False
+            self._drain = asyncio.get_running_loop().create_task(
+                self._drain_peers(), name="peerhub-drain")
+        return self._drain
+
+    async def _drain_peers(self) -> None:
+        hub = self.hub
+        peers = hub.endpoints()
+        total = len(peers)
+        logger.info("draining: closing %d peers over %.1fs", total, self.drain_window)
+        started = time.monotonic()
+        closed = 0
+        while closed < total:
+            due = total if self.drain_window <= 0 else min(
+                total, int(total * (time.monotonic() - started) / self.drain_window) + 1)
+            for ep in peers[closed:due]:
+                await hub.unregister(ep)  # first: messages for it now wait in the queue
+                await ep.shut(None, 1001, DRAIN_REASON)
+            closed = due
+            if closed < total:
+                await asyncio.sleep(_DRAIN_TICK)
+        for ep in hub.endpoints():  # any that slipped in
+            await hub.unregister(ep)
+            await ep.shut(None, 1001, DRAIN_REASON)
+        await hub.stop()
+        if self._control is not None:
+            await self._control.stop()
+        if self._key_watcher is not None:
+            self._key_watcher.stop()
+        logger.info("drained %d peers in %.1fs", total, time.monotonic() - started)
+
+
+_node: Node | None = None
+_kept_recorder: SessionRecorder | None = None  # carried over a reset_node() (tests)
+
+
+def get_node() -> Node:
+    """This process's node (created from settings on first use)."""
+    global _node
+    if _node is None:
+        from peerhub.env import node_name
+
+        _node = Node(node_name(), settings.REDIS_URL, settings.REDIS_PREFIX,
+                     float(settings.PEERHUB_DRAIN_WINDOW))
+        _node._recorder = _kept_recorder
+    return _node
+
+
+def reset_node() -> None:
+    """Forget the node and the cached configuration (tests only).
+
+    The session recorder is kept: it holds rows not yet written (and its exit hook)."""
+    global _node, _kept_recorder
+    if _node is not None:
+        _node.forget_key_watcher()
+        _kept_recorder = _node._recorder or _kept_recorder
+    _node = None
+    get_config.cache_clear()

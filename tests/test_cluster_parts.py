@@ -1,0 +1,209 @@
+"""In-process tests of the cluster's parts: the batcher, and two Redis hubs in one loop
+sharing a real Redis (a private prefix), with recording endpoints standing in for
+sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from signalling.batcher import Batcher, BatchMismatch
+from signalling.decisions import Claim
+from signalling.hub import Limits
+from signalling.protocol import parse_client_frame
+from tests.services import REDIS_URL, redis_reachable
+
+
+class Recorder:
+    """An endpoint that keeps what it is sent."""
+
+    def __init__(self, key: str, peer_id: str, token: str = "tok") -> None:
+        self.key, self.peer_id, self.token, self.queue_limit = key, peer_id, token, 0
+        self.frames: list[dict[str, object]] = []
+        self.closed: int | None = None
+
+    async def deliver(self, frame: str) -> None:
+        self.frames.append(json.loads(frame))
+
+    async def shut(self, frame: str | None, code: int, reason: str = "") -> None:
+        if frame is not None:
+            await self.deliver(frame)
+        self.closed = code
+
+
+async def until(check: object, timeout: float = 5.0) -> None:
+    """Poll ``check()`` until true."""
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+# --- the batcher ----------------------------------------------------------------------
+
+async def test_concurrent_submits_share_one_call_and_get_their_own_results() -> None:
+    calls: list[list[int]] = []
+
+    async def run(items: list[int]) -> list[int]:
+        calls.append(items)
+        return [i * 10 for i in items]
+
+    batcher: Batcher[int, int] = Batcher(run, max_batch=100)
+    results = await asyncio.gather(*(batcher.submit(i) for i in range(250)))
+    assert results == [i * 10 for i in range(250)]
+    assert [len(c) for c in calls] == [100, 100, 50]
+
+
+async def test_a_failing_batch_fails_each_caller_and_the_next_batch_works() -> None:
+    fail = True
+
+    async def run(items: list[int]) -> list[int]:
+        if fail:
+            raise ConnectionError("down")
+        return items
+
+    batcher: Batcher[int, int] = Batcher(run)
+    outcomes = await asyncio.gather(*(batcher.submit(i) for i in range(5)),
+                                    return_exceptions=True)
+    assert all(isinstance(o, ConnectionError) for o in outcomes)
+    fail = False
+    assert await batcher.submit(7) == 7
+
+
+async def test_a_short_answer_is_an_error_not_a_hang() -> None:
+    async def run(items: list[int]) -> list[int]:
+        return items[:-1]
+
+    batcher: Batcher[int, int] = Batcher(run)
+    with pytest.raises(BatchMismatch):
+        await asyncio.wait_for(asyncio.gather(batcher.submit(1), batcher.submit(2)), 5)
+
+
+async def test_a_cancelled_callers_result_goes_to_orphan() -> None:
+    release = asyncio.Event()
+    orphans: list[tuple[int, int]] = []
+
+    async def run(items: list[int]) -> list[int]:
+        await release.wait()
+        return items
+
+    batcher: Batcher[int, int] = Batcher(run, orphan=lambda i, r: orphans.append((i, r)))
+    waiting = asyncio.ensure_future(batcher.submit(3))
+    kept = asyncio.ensure_future(batcher.submit(4))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    release.set()
+    assert await kept == 4
+    assert orphans == [(3, 3)]
+
+
+# --- two Redis hubs -------------------------------------------------------------------
+
+@pytest.fixture
+async def hubs() -> AsyncIterator[tuple[object, object]]:
+    from tests.conftest import missing
+
+    if not redis_reachable():
+        missing(f"Redis not reachable at {REDIS_URL}")
+    from signalling.cluster import RedisHub
+
+    prefix = f"tparts-{uuid.uuid4().hex[:8]}"
+    made = [RedisHub(REDIS_URL, prefix, f"n{i}", queue_limit=100, expire_timeout=0.5,
+                     cleanup_interval=0.1, lease=5.0) for i in (1, 2)]
+    try:
+        yield made[0], made[1]
+    finally:
+        for hub in made:
+            await hub.close_all(None, 1001, "test over")
+            for task in hub._tasks:
+                task.cancel()
+        import redis
+
+        client = redis.Redis.from_url(REDIS_URL)
+        for name in client.scan_iter(match=f"{prefix}:*"):
+            client.delete(name)
+        client.close()
+
+
+LIMITS = Limits(server_limit=10_000, key_limit=0)
+
+
+async def test_a_nul_in_an_id_cannot_forge_a_queued_frame_or_its_expire(hubs: tuple) -> None:
+    h1, h2 = hubs
+    sender = Recorder("k", "evil\x00victim")
+    victim = Recorder("k", "victim")
+    assert await h1.register(sender, LIMITS) is Claim.NEW
+    assert await h1.register(victim, LIMITS) is Claim.NEW
+    frame = json.dumps({"type": "OFFER", "dst": "late\x00x", "payload": "a\x00b|c"})
+    await h1.relay(sender, parse_client_frame(frame))
+    queue = h1.names.queue("k", "late\x00x")
+    deadline = time.monotonic() + 5
+    while not await h1._redis.llen(queue):  # handed to Redis by the flusher
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    late = Recorder("k", "late\x00x")
+    assert await h2.register(late, LIMITS) is Claim.NEW
+    await h2.flush_queue(late)
+    assert late.frames == [{"type": "OFFER", "src": "evil\x00victim", "dst": "late\x00x",
+                            "payload": "a\x00b|c"}]
+    # A queue that times out: the EXPIRE goes to the real sender, with its real id.
+    await h1.relay(sender, parse_client_frame(json.dumps(
+        {"type": "OFFER", "dst": "never\x00", "payload": 1})))
+    await until(lambda: sender.frames)
+    assert sender.frames == [{"type": "EXPIRE", "src": "never\x00", "dst": "evil\x00victim"}]
+    assert victim.frames == []
+
+
+async def test_a_crowd_of_claims_on_two_hubs_with_one_id_each_wins_once(hubs: tuple) -> None:
+    h1, h2 = hubs
+    eps = [Recorder("k", f"p{i % 300}", token=f"t{i}") for i in range(600)]
+    claims = await asyncio.gather(*(
+        (h1 if i % 2 else h2).register(ep, LIMITS) for i, ep in enumerate(eps)))
+    assert claims.count(Claim.NEW) == 300
+    assert claims.count(Claim.TAKEN) == 300
+    assert sorted(await h1.peer_ids("k"), key=lambda s: int(s[1:])) == [
+        f"p{i}" for i in range(300)]
+    winners = [ep for ep, c in zip(eps, claims, strict=True) if c is Claim.NEW]
+    hub_of = {id(ep): (h1 if i % 2 else h2) for i, ep in enumerate(eps)}
+    await asyncio.gather(*(hub_of[id(ep)].unregister(ep) for ep in winners))
+    assert await h2.peer_ids("k") == []
+
+
+async def test_the_key_limit_counts_claims_within_one_batch(hubs: tuple) -> None:
+    h1, _ = hubs
+    limits = Limits(server_limit=10_000, key_limit=5)
+    claims = await asyncio.gather(*(h1.register(Recorder("small", f"s{i}"), limits)
+                                    for i in range(8)))
+    assert claims.count(Claim.NEW) == 5
+    assert claims.count(Claim.LIMIT) == 3
+
+
+# --- the cluster's routing decision ---------------------------------------------------
+
+def test_handover_delivers_here_forwards_elsewhere_and_queues_only_what_may_wait() -> None:
+    from signalling.decisions import Route, Where, decide_handover
+
+    assert decide_handover(Where.HERE, False) is Route.DELIVER
+    assert decide_handover(Where.ELSEWHERE, False) is Route.FORWARD
+    assert decide_handover(Where.ELSEWHERE, True) is Route.FORWARD
+    assert decide_handover(Where.NOWHERE, True) is Route.QUEUE
+    assert decide_handover(Where.NOWHERE, False) is Route.DROP
+
+
+async def test_a_message_to_a_peer_on_the_other_hub_crosses_and_leave_unregisters(
+        hubs: tuple) -> None:
+    h1, h2 = hubs
+    a, b = Recorder("k", "a"), Recorder("k", "b")
+    assert await h1.register(a, LIMITS) is Claim.NEW
+    assert await h2.register(b, LIMITS) is Claim.NEW
+    await h1.relay(a, parse_client_frame(json.dumps(
+        {"type": "ANSWER", "dst": "b", "payload": {"x": 1}})))
+    await until(lambda: b.frames)
+    assert b.frames == [{"type": "ANSWER", "src": "a", "dst": "b", "payload": {"x": 1}}]
+    await h2.relay(b, parse_client_frame(json.dumps({"type": "LEAVE"})))
+    assert await h1.peer_ids("k") == ["a"]
