@@ -14,25 +14,11 @@ from websockets.asyncio.client import ClientConnection
 
 from signalling.protocol import Errors
 from tests.servers import LiveServer, free_port, manage
+from tests.waiting import eventually
 from tests.wsclient import closed_with, join, nothing_arrives, open_socket, recv, send
 
 pytestmark = pytest.mark.cluster
 Cluster = Callable[..., list[LiveServer]]
-
-
-async def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
-    """Retry an async check until it stops raising AssertionError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if asyncio.iscoroutine(result):
-                await result
-            return
-        except (AssertionError, TimeoutError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
 
 
 async def test_peers_on_different_nodes_relay_both_ways(cluster: Cluster) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import ROOT, LiveServer, free_port, server_env, wait_until_serving
+from tests.waiting import eventually
 from tests.wsclient import closed_with, join, open_socket, recv, send
 
 pytestmark = pytest.mark.cluster
@@ -36,21 +37,6 @@ def get(url: str) -> tuple[int, dict[str, object]]:
         return status, json.loads(body)
     except ValueError:
         return status, {"raw": body.decode(errors="replace")}
-
-
-async def eventually(check: Callable[[], object], timeout: float = 10.0) -> None:
-    """Retry ``check`` (sync or async) until it stops raising AssertionError."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            result = check()
-            if asyncio.iscoroutine(result):
-                await result
-            return
-        except (AssertionError, TimeoutError, OSError):
-            if time.monotonic() > deadline:
-                raise
-            await asyncio.sleep(0.2)
 
 
 async def session_reasons(server: LiveServer, node: str) -> list[str]:
