@@ -26,7 +26,15 @@ from urllib.parse import urlsplit
 
 from bench import scenarios, servers
 from bench.config import Sizes
-from bench.peers import Peer, ServerRefused, Tally, Target, close_all, open_peers
+from bench.peers import (
+    Peer,
+    ServerRefused,
+    Tally,
+    Target,
+    close_all,
+    open_peer,
+    open_peers,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -172,24 +180,6 @@ class AdmissionResult:
     publishes_per_message: float = float("nan")  # a flush = a lookup + a publish pipeline
 
 
-async def open_token(target: Target, peer_id: str, token: str, tally: Tally,
-                     timeout: float = 60.0) -> Peer:
-    """Connect ``peer_id`` with ``token`` and wait for OPEN."""
-    loop = asyncio.get_running_loop()
-    request = target.request(peer_id, token)
-    peer: Peer | None = None
-    try:
-        async with asyncio.timeout(timeout):
-            _, peer = await loop.create_connection(lambda: Peer(peer_id, request, tally),
-                                                   target.host, target.port)
-            await peer.opened
-    except (TimeoutError, ConnectionError):
-        if peer is not None:
-            peer.close()
-        raise
-    return peer
-
-
 async def crowd_round(targets: list[Target], ids: list[str], token: str,
                       shift: int, tally: Tally, retry_taken: bool
                       ) -> tuple[list[Peer], int, int, float]:
@@ -200,8 +190,8 @@ async def crowd_round(targets: list[Target], ids: list[str], token: str,
         nonlocal retries
         for attempt in range(50):
             try:
-                return await open_token(targets[(i + shift) % len(targets)], peer_id,
-                                        f"{token}-{peer_id}", tally)
+                return await open_peer(targets[(i + shift) % len(targets)], peer_id,
+                                       tally, 60.0, f"{token}-{peer_id}")
             except ServerRefused as exc:
                 # The old socket's close may not be processed yet (a reload): the id is
                 # still held with the old token. A browser would see the same.

@@ -198,10 +198,12 @@ class OpenResult:
         return len(self.peers) / self.elapsed if self.elapsed > 0 else 0.0
 
 
-async def open_peer(target: Target, peer_id: str, tally: Tally, timeout: float) -> Peer:
-    """Connect ``peer_id`` and wait for its OPEN (the socket is closed on failure)."""
+async def open_peer(target: Target, peer_id: str, tally: Tally, timeout: float,
+                    token: str | None = None) -> Peer:
+    """Connect ``peer_id`` (with ``token``, default ``tok-{id}``) and wait for its OPEN
+    (the socket is closed on failure)."""
     loop = asyncio.get_running_loop()
-    request = target.request(peer_id, "tok-" + peer_id)
+    request = target.request(peer_id, token if token is not None else "tok-" + peer_id)
     peer: Peer | None = None
     try:
         async with asyncio.timeout(timeout):
