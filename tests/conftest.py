@@ -122,3 +122,20 @@ def cluster(tmp_path: Path) -> Iterator[Callable[..., list[LiveServer]]]:
             return nodes
 
         yield start
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[Any]:
+    """A redis-server of the test's own on a free port, which the test may kill and
+    restart (never the shared one); killed at the end."""
+    from tests.servers import free_port
+    from tests.services import PrivateRedis, redis_server_available
+
+    if not redis_server_available():
+        missing("redis-server is not installed")
+    redis = PrivateRedis(tmp_path, free_port())
+    redis.start()
+    try:
+        yield redis
+    finally:
+        redis.kill()

@@ -14,6 +14,7 @@ from websockets.asyncio.client import ClientConnection
 
 from signalling.protocol import Errors
 from tests.servers import LiveServer, free_port, manage
+from tests.services import PrivateRedis
 from tests.waiting import eventually
 from tests.wsclient import closed_with, join, nothing_arrives, open_socket, recv, send
 
@@ -151,46 +152,36 @@ async def test_sigterm_closes_sockets_1001_and_frees_ids_at_once(cluster: Cluste
     assert out.splitlines()[-1] == "server stopped"
 
 
-async def test_redis_restart_nodes_resume_on_their_own(cluster: Cluster, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from tests.conftest import missing
-    from tests.services import PrivateRedis, redis_server_available
+async def test_redis_restart_nodes_resume_on_their_own(cluster: Cluster, private_redis: PrivateRedis) -> None:
+    n1, n2 = cluster(2, redis_url=private_redis.url, ALIVE_TIMEOUT="3000")
+    a, b = await join(n1, "A"), await join(n2, "B")
+    await send(a, type="OFFER", dst="B", payload="before")
+    assert (await recv(b))["payload"] == "before"
+    await send(b, type="OFFER", dst="LATER", payload="queued before the outage")
+    await asyncio.sleep(0.3)
+    private_redis.kill()
+    await send(a, type="OFFER", dst="B", payload="during")
+    assert await recv(a, 8) == {"type": "EXPIRE", "src": "B", "dst": "A"}
+    private_redis.start()
 
-    if not redis_server_available():
-        missing("redis-server is not installed")
-    redis = PrivateRedis(tmp_path, free_port())
-    redis.start()
-    try:
-        n1, n2 = cluster(2, redis_url=redis.url, ALIVE_TIMEOUT="3000")
-        a, b = await join(n1, "A"), await join(n2, "B")
-        await send(a, type="OFFER", dst="B", payload="before")
-        assert (await recv(b))["payload"] == "before"
-        await send(b, type="OFFER", dst="LATER", payload="queued before the outage")
-        await asyncio.sleep(0.3)
-        redis.kill()
-        await send(a, type="OFFER", dst="B", payload="during")
-        assert await recv(a, 8) == {"type": "EXPIRE", "src": "B", "dst": "A"}
-        redis.start()
+    seen_by_b: list[dict[str, object]] = []
 
-        seen_by_b: list[dict[str, object]] = []
+    async def relays_again() -> None:
+        await send(a, type="CANDIDATE", dst="B", payload="after")
+        got = await recv(b, 1)
+        seen_by_b.append(got)
+        assert got.get("payload") == "after", got
 
-        async def relays_again() -> None:
-            await send(a, type="CANDIDATE", dst="B", payload="after")
-            got = await recv(b, 1)
-            seen_by_b.append(got)
-            assert got.get("payload") == "after", got
-
-        await eventually(relays_again, timeout=15)
-        assert "redis connection restored" in n1.log() + n2.log()
-        # The queue Redis lost is reported to its sender, not silently dropped.
-        lost_queue = {"type": "EXPIRE", "src": "LATER", "dst": "B"}
-        while lost_queue not in seen_by_b:
-            seen_by_b.append(await recv(b, 10))
-        intruder = await open_socket(n2, "A", token="other")  # leases were re-asserted
-        assert (await recv(intruder))["type"] == "ID-TAKEN"
-        await a.close()
-        await b.close()
-    finally:
-        redis.kill()
+    await eventually(relays_again, timeout=15)
+    assert "redis connection restored" in n1.log() + n2.log()
+    # The queue Redis lost is reported to its sender, not silently dropped.
+    lost_queue = {"type": "EXPIRE", "src": "LATER", "dst": "B"}
+    while lost_queue not in seen_by_b:
+        seen_by_b.append(await recv(b, 10))
+    intruder = await open_socket(n2, "A", token="other")  # leases were re-asserted
+    assert (await recv(intruder))["type"] == "ID-TAKEN"
+    await a.close()
+    await b.close()
 
 
 async def test_burst_across_nodes_loses_nothing(cluster: Cluster) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers import ROOT, LiveServer, free_port, server_env, wait_until_serving
+from tests.services import PrivateRedis
 from tests.waiting import eventually
 from tests.wsclient import closed_with, join, open_socket, recv, send
 
@@ -205,43 +206,33 @@ async def test_a_rolling_restart_under_load_refuses_no_peer_and_loses_nothing(
 # --- Redis outage -----------------------------------------------------------------------
 
 async def test_a_redis_outage_gives_503_and_peerjs_errors_never_500(
-        cluster: Cluster, tmp_path: Path) -> None:
-    from tests.conftest import missing
-    from tests.services import PrivateRedis, redis_server_available
+        cluster: Cluster, private_redis: PrivateRedis) -> None:
+    (n1,) = cluster(1, redis_url=private_redis.url, ALIVE_TIMEOUT="3000")
+    a = await join(n1, "A")
+    assert get(f"{n1.base_url}readyz")[0] == 200
+    private_redis.kill()
 
-    if not redis_server_available():
-        missing("redis-server is not installed")
-    redis = PrivateRedis(tmp_path, free_port())
-    redis.start()
-    try:
-        (n1,) = cluster(1, redis_url=redis.url, ALIVE_TIMEOUT="3000")
-        a = await join(n1, "A")
+    def not_ready() -> None:
+        status, body = get(f"{n1.base_url}readyz")
+        assert status == 503 and body["checks"]["redis"] is False, (status, body)
+
+    await eventually(not_ready, 10)
+    for route in ("peerjs/id", "peerjs/peers"):
+        status, _ = await asyncio.to_thread(get, f"{n1.base_url}{route}")
+        assert status != 500, route
+    ws = await open_socket(n1, "B")
+    assert await recv(ws, 15) == {"type": "ERROR",
+                                  "payload": {"msg": "Server is temporarily unavailable"}}
+    private_redis.start()
+
+    def ready_again() -> None:
         assert get(f"{n1.base_url}readyz")[0] == 200
-        redis.kill()
 
-        def not_ready() -> None:
-            status, body = get(f"{n1.base_url}readyz")
-            assert status == 503 and body["checks"]["redis"] is False, (status, body)
-
-        await eventually(not_ready, 10)
-        for route in ("peerjs/id", "peerjs/peers"):
-            status, _ = await asyncio.to_thread(get, f"{n1.base_url}{route}")
-            assert status != 500, route
-        ws = await open_socket(n1, "B")
-        assert await recv(ws, 15) == {"type": "ERROR",
-                                      "payload": {"msg": "Server is temporarily unavailable"}}
-        redis.start()
-
-        def ready_again() -> None:
-            assert get(f"{n1.base_url}readyz")[0] == 200
-
-        await eventually(ready_again, 15)
-        b = await join(n1, "B")
-        await send(a, type="OFFER", dst="B", payload="after")
-        assert (await recv(b))["payload"] == "after"
-        assert "Traceback" not in n1.log(), n1.log()[-3000:]
-        await a.close()
-        await b.close()
-    finally:
-        redis.kill()
+    await eventually(ready_again, 15)
+    b = await join(n1, "B")
+    await send(a, type="OFFER", dst="B", payload="after")
+    assert (await recv(b))["payload"] == "after"
+    assert "Traceback" not in n1.log(), n1.log()[-3000:]
+    await a.close()
+    await b.close()
 

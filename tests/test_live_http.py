@@ -19,7 +19,8 @@ from websockets.asyncio.client import ClientConnection
 
 from signalling.protocol import BANNER, ID_PATTERN, STREAM_PADDING, Errors
 from tests.httpstream import HttpStream, open_stream, request_bytes
-from tests.servers import LiveServer, free_port, manage
+from tests.servers import LiveServer, manage
+from tests.services import PrivateRedis
 from tests.wsclient import join, nothing_arrives, open_socket, recv, send
 
 StartServer = Callable[..., AbstractContextManager[LiveServer]]
@@ -457,30 +458,20 @@ async def test_a_websocket_and_a_stream_claiming_one_id_at_once_are_never_both_o
 
 @pytest.mark.cluster
 async def test_routes_that_need_the_cluster_answer_503_while_redis_is_unreachable(
-        cluster: Cluster, tmp_path: Path) -> None:
-    from tests.conftest import missing
-    from tests.services import PrivateRedis, redis_server_available
-
-    if not redis_server_available():
-        missing("redis-server is not installed")
-    redis = PrivateRedis(tmp_path, free_port())
-    redis.start()
-    try:
-        (node,) = cluster(1, redis_url=redis.url, ALLOW_DISCOVERY="true")
-        a = await join(node, "A", token="secret")
-        assert (await asyncio.to_thread(http, node, "/peerjs/peers"))[2] == b'["A"]'
-        redis.kill()
-        for method, path in [("GET", "/peerjs/peers"), ("POST", "/peerjs/ghost/tok/offer"),
-                             ("POST", "/peerjs/S/tok/id")]:
-            body = b'{"type":"OFFER","dst":"A"}' if method == "POST" else None
-            status, headers, text = await asyncio.to_thread(
-                http, node, path, method, body, {"Origin": ORIGIN})
-            assert (status, text) == (503, b"Server is temporarily unavailable"), path
-            assert headers["access-control-allow-origin"] == ORIGIN
-        # The process lives on, and what needs no cluster is still answered.
-        assert (await asyncio.to_thread(http, node, "/"))[0] == 200
-        assert (await asyncio.to_thread(http, node, "/peerjs/id"))[0] == 200
-        assert node.process.poll() is None
-        await a.close()
-    finally:
-        redis.kill()
+        cluster: Cluster, private_redis: PrivateRedis) -> None:
+    (node,) = cluster(1, redis_url=private_redis.url, ALLOW_DISCOVERY="true")
+    a = await join(node, "A", token="secret")
+    assert (await asyncio.to_thread(http, node, "/peerjs/peers"))[2] == b'["A"]'
+    private_redis.kill()
+    for method, path in [("GET", "/peerjs/peers"), ("POST", "/peerjs/ghost/tok/offer"),
+                         ("POST", "/peerjs/S/tok/id")]:
+        body = b'{"type":"OFFER","dst":"A"}' if method == "POST" else None
+        status, headers, text = await asyncio.to_thread(
+            http, node, path, method, body, {"Origin": ORIGIN})
+        assert (status, text) == (503, b"Server is temporarily unavailable"), path
+        assert headers["access-control-allow-origin"] == ORIGIN
+    # The process lives on, and what needs no cluster is still answered.
+    assert (await asyncio.to_thread(http, node, "/"))[0] == 200
+    assert (await asyncio.to_thread(http, node, "/peerjs/id"))[0] == 200
+    assert node.process.poll() is None
+    await a.close()
