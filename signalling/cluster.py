@@ -66,6 +66,15 @@ def redis_client(url: str, pool_size: int = _POOL_SIZE) -> aioredis.Redis:
     return aioredis.Redis(connection_pool=pool)
 
 
+def subscriber_client(url: str) -> aioredis.Redis:
+    """The client for this node's channel. RESP2: under RESP3 (redis-py's default) every
+    published message is a push notification, and redis-py 8.1's push handler formats the
+    whole message into a debug string whether or not debug logging is on (10-12% of a
+    node's CPU in the cross-node burst, see docs/decisions.md)."""
+    return aioredis.Redis.from_url(url, decode_responses=True, protocol=2,
+                                   socket_connect_timeout=2, health_check_interval=5)
+
+
 def queue_item(src: str, frame: str) -> str:
     """One offline-queue entry: a JSON array, so no id or payload can forge another."""
     return orjson.dumps([src, frame]).decode()
@@ -437,8 +446,7 @@ class RedisHub(LocalHub):
     async def _listen_forever(self) -> None:
         delay, lost = 0.2, False
         while True:
-            client = aioredis.Redis.from_url(self._url, decode_responses=True,
-                                             socket_connect_timeout=2, health_check_interval=5)
+            client = subscriber_client(self._url)
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(self.names.node(self.node_id))
