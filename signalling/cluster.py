@@ -103,6 +103,16 @@ class _Outgoing:
     attempts: int = 0  # times it was routed again (its destination was moving)
 
 
+#: An :class:`_Outgoing` as the outbox keeps it, under its destination's (key, dst):
+#: (sender, frame, queueable, attempts). A tuple costs a tenth of the object on the
+#: relay path (0.07 against 0.5 us); the object is made only where one is handled alone.
+_Item = tuple[Endpoint, str, bool, int]
+
+
+def _outgoing(pk: tuple[str, str], item: _Item) -> _Outgoing:
+    return _Outgoing(item[0], pk[0], pk[1], item[1], item[2], item[3])
+
+
 class RedisHub(LocalHub):
     """A :class:`LocalHub` whose directory, queue and cross-node relay live in Redis."""
 
@@ -131,7 +141,7 @@ class RedisHub(LocalHub):
         self._drains: Batcher[tuple[str, str], list[str]] = Batcher(
             self._drain_batch, _CLAIM_BATCH, "drains")
         # Messages for peers that are not here, per destination, until the next flush.
-        self._outbox: dict[tuple[str, str], list[_Outgoing]] = {}
+        self._outbox: dict[tuple[str, str], list[_Item]] = {}
         self._outbox_size = 0
         # (key, dst, local sender) -> when queued in Redis; if Redis loses its data
         # (a restart) these senders are told with EXPIRE instead of waiting in vain.
@@ -340,8 +350,7 @@ class RedisHub(LocalHub):
             waiting = self._outbox.get(pk)
             if waiting is None:
                 waiting = self._outbox[pk] = []
-            waiting.append(_Outgoing(src, src.key, dst, relay_message(msg, src.peer_id),
-                                     route is Route.QUEUE))
+            waiting.append((src, relay_message(msg, src.peer_id), route is Route.QUEUE, 0))
             self._outbox_size += 1
             self._wake.set()
 
@@ -355,7 +364,8 @@ class RedisHub(LocalHub):
 
     def _post(self, item: _Outgoing) -> None:
         self._ensure_sweeper()
-        self._outbox.setdefault((item.key, item.dst), []).append(item)
+        self._outbox.setdefault((item.key, item.dst), []).append(
+            (item.sender, item.frame, item.queueable, item.attempts))
         self._outbox_size += 1
         self._wake.set()
 
@@ -367,14 +377,14 @@ class RedisHub(LocalHub):
             if batch:
                 await self._flush(batch, size)
 
-    async def _flush(self, batch: dict[tuple[str, str], list[_Outgoing]], size: int) -> None:
+    async def _flush(self, batch: dict[tuple[str, str], list[_Item]], size: int) -> None:
         try:
             await self._flush_or_raise(batch)
         except RedisError as exc:
             logger.error("redis unavailable while relaying %d messages (%s); "
                          "their senders get EXPIRE", size, exc)
-            await self._expire_senders([b for items in batch.values() for b in items
-                                        if b.queueable])
+            await self._expire_senders([_outgoing(pk, it) for pk, items in batch.items()
+                                        for it in items if it[2]])
 
     def _where(self, node: str | None, pk: tuple[str, str]) -> Where:
         if node == self.node_id:
@@ -383,10 +393,11 @@ class RedisHub(LocalHub):
             return Where.HERE if pk in self._peers else Where.NOWHERE
         return Where.NOWHERE if node is None else Where.ELSEWHERE
 
-    async def _flush_or_raise(self, batch: dict[tuple[str, str], list[_Outgoing]]) -> None:
+    async def _flush_or_raise(self, batch: dict[tuple[str, str], list[_Item]]) -> None:
         where = await self._locate(list(batch))
         per_node: dict[str, list[list[object]]] = defaultdict(list)  # head entries
-        per_node_items: dict[str, list[_Outgoing]] = defaultdict(list)  # their frames
+        per_node_frames: dict[str, list[str]] = defaultdict(list)  # the body, in order
+        per_node_runs: dict[str, list[tuple[tuple[str, str], list[_Item]]]] = defaultdict(list)
         offline: list[_Outgoing] = []
         for pk, items in batch.items():
             node = where.get(pk)
@@ -395,23 +406,23 @@ class RedisHub(LocalHub):
                 route = decide_handover(place, queueable)
                 if route is Route.FORWARD:
                     assert node is not None
-                    per_node[node].append(wire.frames_entry(pk[0], pk[1], queueable,
-                                                            [b.frame for b in run]))
-                    per_node_items[node] += run
+                    frames = [it[1] for it in run]
+                    per_node[node].append(wire.frames_entry(pk[0], pk[1], queueable, frames))
+                    per_node_frames[node] += frames
+                    per_node_runs[node].append((pk, run))
                 elif route is Route.DELIVER:
                     await self._deliver_here(pk, run, offline)
                 elif route is Route.QUEUE:
-                    offline += run
+                    offline += [_outgoing(pk, it) for it in run]
         pipe = self._redis.pipeline(transaction=False)
         nodes = list(per_node)
         for node in nodes:
-            pipe.publish(self.names.node(node), wire.pack(
-                per_node[node], [b.frame for b in per_node_items[node]]))
+            pipe.publish(self.names.node(node), wire.pack(per_node[node], per_node_frames[node]))
         for b in offline:
             await self._enqueue_cmd(pipe, b)
         results = await pipe.execute()
-        failed = [b for node, received in zip(nodes, results, strict=False) if not received
-                  for b in per_node_items[node] if b.queueable]
+        failed = [_outgoing(pk, it) for node, received in zip(nodes, results, strict=False)
+                  if not received for pk, run in per_node_runs[node] for it in run if it[2]]
         queued = list(zip(offline, results[len(nodes):], strict=True))
         now = time.monotonic()
         for b, outcome in queued:
@@ -429,16 +440,16 @@ class RedisHub(LocalHub):
         for b in {id(b.sender): b for b, outcome in queued if outcome == -1}.values():
             await self.refuse_sender(b.sender)
 
-    async def _deliver_here(self, pk: tuple[str, str], run: list[_Outgoing],
+    async def _deliver_here(self, pk: tuple[str, str], run: list[_Item],
                             offline: list[_Outgoing]) -> None:
         """Deliver to a peer that registered here since its messages were posted (if it
         left again meanwhile, what may wait offline goes to ``offline``)."""
-        for n, b in enumerate(run):
+        for n, it in enumerate(run):
             here = self._peers.get(pk)
             if here is None:
-                offline += [b for b in run[n:] if b.queueable]
+                offline += [_outgoing(pk, rest) for rest in run[n:] if rest[2]]
                 return
-            await here.deliver(b.frame)
+            await here.deliver(it[1])
 
     async def _locate(self, targets: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         pipe = self._redis.pipeline(transaction=False)
@@ -659,14 +670,17 @@ class RedisHub(LocalHub):
             await self.unregister(ep)
 
 
-def _runs(items: list[_Outgoing]) -> list[tuple[bool, list[_Outgoing]]]:
+def _runs(items: list[_Item]) -> list[tuple[bool, list[_Item]]]:
     """``items`` cut into runs of the same ``queueable``, in order (usually one run)."""
-    runs: list[tuple[bool, list[_Outgoing]]] = []
-    for b in items:
-        if runs and runs[-1][0] == b.queueable:
-            runs[-1][1].append(b)
+    first = items[0][2]
+    if all(it[2] is first for it in items):
+        return [(first, items)]
+    runs: list[tuple[bool, list[_Item]]] = []
+    for it in items:
+        if runs and runs[-1][0] == it[2]:
+            runs[-1][1].append(it)
         else:
-            runs.append((b.queueable, [b]))
+            runs.append((it[2], [it]))
     return runs
 
 
