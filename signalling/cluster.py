@@ -21,7 +21,6 @@ import asyncio
 import logging
 import time
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -55,6 +54,8 @@ _CLAIM_BATCH = 500
 _MAX_REROUTES = 50
 _POOL_SIZE = 64
 _POOL_WAIT = 5.0
+# What HANDOVER did with one destination's frames (signalling/redis_scripts.py).
+_UNHEARD, _HEARD, _OURS = 0, 1, 2  # 3: no lease
 
 
 def redis_client(url: str, pool_size: int = _POOL_SIZE) -> aioredis.Redis:
@@ -132,7 +133,7 @@ class RedisHub(LocalHub):
         self._redis = redis_client(redis_url)
         self._scripts = {name: self._redis.register_script(getattr(lua, name))
                          for name in ("CLAIM_MANY", "RELEASE_MANY", "REFRESH", "ENQUEUE",
-                                      "DRAIN_MANY", "SWEEP")}
+                                      "DRAIN_MANY", "SWEEP", "HANDOVER")}
         # Concurrent claims, releases and queue drains each go out as one script call.
         self._claims: Batcher[_ClaimRequest, tuple[Claim, str]] = Batcher(
             self._claim_batch, _CLAIM_BATCH, "claims", orphan=self._orphan_claim)
@@ -386,49 +387,47 @@ class RedisHub(LocalHub):
             await self._expire_senders([_outgoing(pk, it) for pk, items in batch.items()
                                         for it in items if it[2]])
 
-    def _where(self, node: str | None, pk: tuple[str, str]) -> Where:
-        if node == self.node_id:
-            # A lease of ours without a local endpoint is a claim in progress or one
-            # being released: treated as nowhere (ENQUEUE then re-checks the lease).
-            return Where.HERE if pk in self._peers else Where.NOWHERE
-        return Where.NOWHERE if node is None else Where.ELSEWHERE
-
     async def _flush_or_raise(self, batch: dict[tuple[str, str], list[_Item]]) -> None:
-        where = await self._locate(list(batch))
-        per_node: dict[str, list[list[object]]] = defaultdict(list)  # head entries
-        per_node_frames: dict[str, list[str]] = defaultdict(list)  # the body, in order
-        per_node_runs: dict[str, list[tuple[tuple[str, str], list[_Item]]]] = defaultdict(list)
+        order = list(batch)
+        runs = [_runs(batch[pk]) for pk in order]
+        # One round trip: HANDOVER looks every destination up and forwards, in the same
+        # step, the frames of those another node holds; the rest come back to be
+        # delivered here, queued or dropped.
+        codes = await self._scripts["HANDOVER"](
+            keys=[self.names.peer(key, dst) for key, dst in order],
+            args=[self.node_id, self.names.node(""),
+                  *[_part(pk, pk_runs) for pk, pk_runs in zip(order, runs, strict=True)]])
         offline: list[_Outgoing] = []
-        for pk, items in batch.items():
-            node = where.get(pk)
-            place = self._where(node, pk)
-            for queueable, run in _runs(items):
+        failed: list[_Outgoing] = []
+        for pk, pk_runs, code in zip(order, runs, codes, strict=True):
+            if code == _HEARD:
+                continue
+            if code == _UNHEARD:  # its node is gone: what could have waited is EXPIREd
+                failed += [_outgoing(pk, it) for _, run in pk_runs for it in run if it[2]]
+                continue
+            place = Where.HERE if code == _OURS and pk in self._peers else Where.NOWHERE
+            for queueable, run in pk_runs:
                 route = decide_handover(place, queueable)
-                if route is Route.FORWARD:
-                    assert node is not None
-                    frames = [it[1] for it in run]
-                    per_node[node].append(wire.frames_entry(pk[0], pk[1], queueable, frames))
-                    per_node_frames[node] += frames
-                    per_node_runs[node].append((pk, run))
-                elif route is Route.DELIVER:
+                if route is Route.DELIVER:
                     await self._deliver_here(pk, run, offline)
                 elif route is Route.QUEUE:
                     offline += [_outgoing(pk, it) for it in run]
+        if offline:
+            failed += await self._queue_offline(offline)
+        await self._expire_senders(failed)
+
+    async def _queue_offline(self, offline: list[_Outgoing]) -> list[_Outgoing]:
+        """Queue ``offline`` in Redis; return those whose senders are owed an EXPIRE
+        (routing again those whose destination came online meanwhile)."""
         pipe = self._redis.pipeline(transaction=False)
-        nodes = list(per_node)
-        for node in nodes:
-            pipe.publish(self.names.node(node), wire.pack(per_node[node], per_node_frames[node]))
         for b in offline:
             await self._enqueue_cmd(pipe, b)
-        results = await pipe.execute()
-        failed = [_outgoing(pk, it) for node, received in zip(nodes, results, strict=False)
-                  if not received for pk, run in per_node_runs[node] for it in run if it[2]]
-        queued = list(zip(offline, results[len(nodes):], strict=True))
+        queued = list(zip(offline, await pipe.execute(), strict=True))
         now = time.monotonic()
         for b, outcome in queued:
             if outcome == 1 and b.sender.token:  # a local peer, not a stand-in
                 self._queued_by_us[(b.key, b.dst, b.sender.peer_id)] = now
-        failed += [b for b, outcome in queued if outcome == 0]
+        failed = [b for b, outcome in queued if outcome == 0]
         for b, outcome in queued:
             if outcome == 2:  # the destination came online meanwhile: route it again
                 if b.attempts >= _MAX_REROUTES:
@@ -436,9 +435,9 @@ class RedisHub(LocalHub):
                 else:
                     b.attempts += 1
                     self._post(b)
-        await self._expire_senders(failed)
         for b in {id(b.sender): b for b, outcome in queued if outcome == -1}.values():
             await self.refuse_sender(b.sender)
+        return failed
 
     async def _deliver_here(self, pk: tuple[str, str], run: list[_Item],
                             offline: list[_Outgoing]) -> None:
@@ -450,14 +449,6 @@ class RedisHub(LocalHub):
                 offline += [_outgoing(pk, rest) for rest in run[n:] if rest[2]]
                 return
             await here.deliver(it[1])
-
-    async def _locate(self, targets: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        pipe = self._redis.pipeline(transaction=False)
-        for key, dst in targets:
-            pipe.get(self.names.peer(key, dst))
-        values = await pipe.execute()
-        return {t: str(v).partition("|")[0] for t, v in zip(targets, values, strict=True)
-                if v is not None}
 
     async def _enqueue_cmd(self, pipe: Any, b: _Outgoing) -> None:
         await self._scripts["ENQUEUE"](
@@ -668,6 +659,13 @@ class RedisHub(LocalHub):
         await super().close_all(frame, code, reason)
         for ep in endpoints:
             await self.unregister(ep)
+
+
+def _part(pk: tuple[str, str], runs: list[tuple[bool, list[_Item]]]) -> str:
+    """The channel message part carrying one destination's frames (its runs, in order)."""
+    head = [wire.frames_entry(pk[0], pk[1], queueable, [it[1] for it in run])
+            for queueable, run in runs]
+    return wire.pack(head, [it[1] for _, run in runs for it in run])
 
 
 def _runs(items: list[_Item]) -> list[tuple[bool, list[_Item]]]:

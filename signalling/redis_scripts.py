@@ -168,3 +168,47 @@ for _, name in ipairs(due) do
 end
 return out
 """
+
+# KEYS: the lease of each destination.  ARGV: this node, the node channel prefix, then
+# one signalling.nodewire part per destination (its frames).  Looks every destination
+# up and publishes, to each other node holding any, the parts of its destinations as
+# one message, in the same step: a destination's frames go to the node that holds it
+# at that instant (decide_handover's ELSEWHERE -> FORWARD). Returns one code per
+# destination: 1 forwarded and heard, 0 forwarded but nobody subscribed to that node's
+# channel, 2 not forwarded (the lease is this node's), 3 not forwarded (no lease).
+HANDOVER = """
+local me, prefix = ARGV[1], ARGV[2]
+local parts, order, where = {}, {}, {}
+for i = 1, #KEYS do
+  local cur = redis.call('GET', KEYS[i])
+  local node = cur and string.sub(cur, 1, string.find(cur, '|', 1, true) - 1)
+  where[i] = node
+  if node and node ~= me then
+    local list = parts[node]
+    if not list then
+      list = {}
+      parts[node] = list
+      table.insert(order, node)
+    end
+    table.insert(list, ARGV[i + 2])
+  end
+end
+local heard = {}
+for _, node in ipairs(order) do
+  heard[node] = redis.call('PUBLISH', prefix .. node, table.concat(parts[node]))
+end
+local out = {}
+for i = 1, #KEYS do
+  local node = where[i]
+  if not node then
+    out[i] = 3
+  elseif node == me then
+    out[i] = 2
+  elseif heard[node] > 0 then
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out
+"""
