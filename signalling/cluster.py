@@ -393,10 +393,10 @@ class RedisHub(LocalHub):
         # One round trip: HANDOVER looks every destination up and forwards, in the same
         # step, the frames of those another node holds; the rest come back to be
         # delivered here, queued or dropped.
+        parts = [_part(pk, pk_runs).encode() for pk, pk_runs in zip(order, runs, strict=True)]
         codes = await self._scripts["HANDOVER"](
             keys=[self.names.peer(key, dst) for key, dst in order],
-            args=[self.node_id, self.names.node(""),
-                  *[_part(pk, pk_runs) for pk, pk_runs in zip(order, runs, strict=True)]])
+            args=[self.node_id, self.names.node(""), b"".join(parts), *map(len, parts)])
         offline: list[_Outgoing] = []
         failed: list[_Outgoing] = []
         for pk, pk_runs, code in zip(order, runs, codes, strict=True):

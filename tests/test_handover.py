@@ -59,9 +59,7 @@ def test_frames_go_to_their_holders_node_in_one_message_and_the_rest_come_back(
         assert pubsub.get_message(timeout=5)["type"] == "subscribe"
     order = ["b1\x00", "c", "gone", "b2:]", "d", "mine"]
     runs = {dst: [(True, frames_for(dst, 3)), (False, frames_for(dst, 1))] for dst in order}
-    codes = client.register_script(lua.HANDOVER)(
-        keys=[names.peer(KEY, dst) for dst in order],
-        args=["me", names.node(""), *[part(dst, runs[dst]) for dst in order]])
+    codes = handover(client, names, order, [part(dst, runs[dst]) for dst in order])
     # forwarded and heard 1, forwarded unheard 0, the lease is ours 2, no lease 3
     assert codes == [1, 1, 3, 1, 0, 2]
     got: dict[str, list[wire.Entry]] = {}
@@ -81,14 +79,37 @@ def test_frames_go_to_their_holders_node_in_one_message_and_the_rest_come_back(
                    names.node("nodeC"): entries("c")}
 
 
+def test_every_destination_on_one_node_goes_as_one_message_as_it_came(
+        redis_names: tuple) -> None:
+    client, names = redis_names
+    order = ["x\x00é", "y"]
+    for dst in order:
+        client.set(names.peer(KEY, dst), "nodeB|t", px=10_000)
+    parts = [part(dst, [(True, frames_for(dst, 2))]) for dst in order]
+    pubsub = client.pubsub()
+    pubsub.subscribe(names.node("nodeB"))
+    assert pubsub.get_message(timeout=5)["type"] == "subscribe"
+    assert handover(client, names, order, parts) == [1, 1]
+    message = pubsub.get_message(timeout=5)
+    pubsub.close()
+    assert message is not None and message["data"] == "".join(parts)
+
+
 def test_a_lease_taken_over_is_followed_at_once(redis_names: tuple) -> None:
     client, names = redis_names
-    handover = client.register_script(lua.HANDOVER)
     lease = names.peer(KEY, "x")
-    args = ["me", names.node(""), part("x", [(True, frames_for("x", 1))])]
+    parts = [part("x", [(True, frames_for("x", 1))])]
     client.set(lease, "me|t", px=10_000)
-    assert handover(keys=[lease], args=args) == [2]
+    assert handover(client, names, ["x"], parts) == [2]
     client.set(lease, "other|t", px=10_000)  # the peer moved to another node
-    assert handover(keys=[lease], args=args) == [0]  # no subscriber in this test
+    assert handover(client, names, ["x"], parts) == [0]  # no subscriber in this test
     client.delete(lease)  # and left
-    assert handover(keys=[lease], args=args) == [3]
+    assert handover(client, names, ["x"], parts) == [3]
+
+
+def handover(client: object, names: Names, order: list[str], parts: list[str]) -> list[int]:
+    """Call HANDOVER as the flush does: the parts as one argument, then their sizes."""
+    encoded = [p.encode() for p in parts]
+    return client.register_script(lua.HANDOVER)(  # type: ignore[attr-defined, no-any-return]
+        keys=[names.peer(KEY, dst) for dst in order],
+        args=["me", names.node(""), b"".join(encoded), *map(len, encoded)])
