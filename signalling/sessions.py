@@ -23,6 +23,7 @@ from django.db import DatabaseError, DataError, IntegrityError, connection, tran
 from django.utils import timezone
 
 from signalling import metrics
+from signalling.looptasks import runs_on_a_running_loop
 from signalling.protocol import storable_text
 
 logger = logging.getLogger(__name__)
@@ -130,9 +131,8 @@ class SessionRecorder:
         return len(self._opened) + len(self._closed)
 
     def _ensure_task(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
-            self._task = loop.create_task(self._run(), name="peerhub-sessions")
+        if not runs_on_a_running_loop(self._task):
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="peerhub-sessions")
 
     async def _run(self) -> None:
         ticks_per_touch = int(TOUCH_INTERVAL / FLUSH_INTERVAL)
