@@ -100,6 +100,8 @@ class Edge:
                 await asyncio.wait(pending, timeout=1.0)
         if self.upstream is not None:
             self.upstream.close()
+        if self.access_log is not None:
+            self.access_log.flush()
 
     # --- admission --------------------------------------------------------------------
 
