@@ -191,7 +191,8 @@ class LocalHub:
     def _ensure_sweeper(self) -> None:
         if runs_on_a_running_loop(self._sweeper):
             return
-        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(), name="peerhub-expiry")
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(),
+                                                               name="peerhub-expiry")
 
     async def _sweep_forever(self) -> None:
         while True:
