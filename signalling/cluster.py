@@ -38,6 +38,7 @@ from signalling.batcher import Batcher
 from signalling.decisions import Claim, Route, Where, decide_handover, decide_route, needs_lookup
 from signalling.errors import ClusterUnavailable, NodeDraining
 from signalling.hub import Endpoint, Limits, LocalHub
+from signalling.looptasks import runs_on_a_running_loop
 from signalling.names import Names
 from signalling.protocol import (
     ID_TAKEN_FRAME,
@@ -153,9 +154,9 @@ class RedisHub(LocalHub):
     # --- background tasks -------------------------------------------------------------
 
     def _ensure_sweeper(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._tasks and not self._tasks[0].done() and self._tasks[0].get_loop() is loop:
+        if self._tasks and runs_on_a_running_loop(self._tasks[0]):
             return
+        loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._subscribed = asyncio.Event()
         self._tasks = [loop.create_task(coro, name=name) for name, coro in (
