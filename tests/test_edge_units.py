@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from edge import access
 from edge.access import AccessLog
 from edge.asgi_http import response_head, titled
 from edge.clientaddr import client_address, counts_per_socket
@@ -152,6 +153,19 @@ async def test_access_lines_of_one_loop_turn_are_one_write() -> None:
     log.websocket("WSDISCONNECT", "/peerjs", ("10.0.0.1", 5000))
     log.flush()  # what the edge's shutdown does
     assert len(stream.writes) == 2 and "WSDISCONNECT" in stream.writes[1]
+
+
+def test_websocket_paths_are_redacted_in_the_access_log_whatever_the_memo_holds() -> None:
+    stream = CountingStream()
+    log = AccessLog(stream)  # type: ignore[arg-type]
+    legacy = "/peerjs/peer1/secret-token/id"
+    for n in range(access.MAX_PATHS + 3):  # past the memo's bound: it is emptied, not grown
+        log.websocket("WSREJECT", f"/p{n}", ("10.0.0.1", 1))
+        assert len(log._paths) <= access.MAX_PATHS
+    for _ in range(2):  # redacted the first time and from the memo the second
+        log.websocket("WSREJECT", legacy, ("10.0.0.1", 1))
+    assert all("secret-token" not in w for w in stream.writes)
+    assert stream.writes[-1].endswith('"WSREJECT /peerjs/peer1/***/id" - -\n')
 
 
 def test_access_lines_without_a_loop_are_written_at_once() -> None:
