@@ -206,3 +206,20 @@ def test_the_headers_are_noted_once_with_repeated_websocket_keys_counted() -> No
     assert req.noted[b"upgrade"] == b"websocket"
     assert req.ws_keys == 2
     assert b"host" not in req.noted  # only the headers the checks read
+
+
+def test_the_address_guard_counts_sockets_and_gives_places_back() -> None:
+    from signalling.guards import IpGuard
+    from signalling.protocol import Errors
+
+    guard = IpGuard(max_sockets=2, rate=1000, burst=1000)
+    assert guard.admit("10.0.0.1", 0.0) is None and guard.admit("10.0.0.1", 0.0) is None
+    assert guard.admit("10.0.0.1", 0.0) == Errors.IP_SOCKETS  # refused: not counted
+    assert guard.open_sockets("10.0.0.1") == 2 and guard.admit("10.0.0.2", 0.0) is None
+    guard.release("10.0.0.1")
+    assert guard.admit("10.0.0.1", 0.0) is None
+    for _ in range(3):  # one release too many leaves nothing behind
+        guard.release("10.0.0.1")
+    assert guard.open_sockets("10.0.0.1") == 0 and guard.total_open() == 1
+    slow = IpGuard(max_sockets=100, rate=1, burst=2)
+    assert [slow.admit("10.0.0.3", 0.0) for _ in range(3)] == [None, None, Errors.IP_RATE]
