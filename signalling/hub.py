@@ -62,6 +62,15 @@ _MAX_REROUTES = 50
 ADMITTED = (Claim.NEW, Claim.TAKEOVER)
 
 
+def tally(counts: dict[str, int], key: str, delta: int) -> None:
+    """Add ``delta`` to ``counts[key]``; a count that reaches zero is dropped."""
+    n = counts.get(key, 0) + delta
+    if n > 0:
+        counts[key] = n
+    else:
+        counts.pop(key, None)
+
+
 class Endpoint(Protocol):
     """One client transport registered (or registering) as a peer id under a key."""
 
@@ -316,7 +325,7 @@ class Hub:
     def _add_local(self, ep: Endpoint) -> None:
         pk = (ep.key, ep.peer_id)
         if pk not in self._peers:
-            self._per_key[ep.key] = self._per_key.get(ep.key, 0) + 1
+            tally(self._per_key, ep.key, 1)
         self._peers[pk] = ep
 
     def _remove_local(self, ep: Endpoint) -> bool:
@@ -325,11 +334,7 @@ class Hub:
         if self._peers.get(pk) is not ep:
             return False
         del self._peers[pk]
-        left = self._per_key[ep.key] - 1
-        if left <= 0:
-            del self._per_key[ep.key]
-        else:
-            self._per_key[ep.key] = left
+        tally(self._per_key, ep.key, -1)
         return True
 
     async def flush_queue(self, ep: Endpoint) -> None:
@@ -405,11 +410,14 @@ class Hub:
             await target.deliver(relay_message(msg, src.peer_id))
         elif route is Route.UNREGISTER:
             await self.unregister(src)
-        elif dst is not None and needs_lookup(msg.type, dst) and (
-                route is Route.QUEUE or self._shared):
+        elif dst is not None and needs_lookup(msg.type, dst):
             # Not here: perhaps on another node. QUEUE means it may wait offline.
-            await self._hand_over(_Outgoing(src, src.key, dst, relay_message(msg, src.peer_id),
-                                            route is Route.QUEUE))
+            if self._shared:
+                self._post(_Outgoing(src, src.key, dst, relay_message(msg, src.peer_id),
+                                     route is Route.QUEUE))
+            elif route is Route.QUEUE:  # no other node: it waits here, queued at once
+                await self._route(
+                    [_Outgoing(src, src.key, dst, relay_message(msg, src.peer_id), True)], {})
 
     async def send_to(self, key: str, peer_id: str, frame: str) -> None:
         """Deliver a server frame to ``peer_id`` wherever it is; never queued."""
@@ -417,17 +425,11 @@ class Hub:
         if ep is not None:
             await ep.deliver(frame)
         elif self._shared:
-            await self._hand_over(_Outgoing(_NOBODY, key, peer_id, frame, False))
-
-    async def _hand_over(self, item: _Outgoing) -> None:
-        """Route a message whose destination is not in this process: at once when no
-        other node can hold it, else through the outbox (batched lookups)."""
-        if self._shared:
-            self._post(item)
-        else:
-            await self._route([item], {})
+            self._post(_Outgoing(_NOBODY, key, peer_id, frame, False))
 
     def _post(self, item: _Outgoing) -> None:
+        """Hand a message for a destination that is not in this process to the outbox
+        (a cluster node: the flusher looks destinations up in batches)."""
         self.start()  # (not once stopping: stop() flushes the outbox itself)
         self._outbox.append(item)
         self._wake.set()
@@ -451,26 +453,22 @@ class Hub:
             return
         await self._route(batch, where)
 
-    def _where(self, b: _Outgoing, node: str | None) -> tuple[Where, Endpoint | None]:
-        here = self._peers.get((b.key, b.dst))
-        if here is not None:
-            return Where.HERE, here
-        # A lease of ours without a local endpoint is a claim in progress or one being
-        # released: treated as nowhere (the store then re-checks the lease).
-        if node is not None and node != self.node_id:
-            return Where.ELSEWHERE, None
-        return Where.NOWHERE, None
-
     async def _route(self, batch: list[_Outgoing], located: dict[PeerKey, str]) -> None:
         """Deliver, forward, queue or drop each message (``decide_handover``), given
         where the directory says its destination is."""
         per_node: dict[str, list[Wire]] = defaultdict(list)
         per_node_items: dict[str, list[_Outgoing]] = defaultdict(list)
         offline: list[_Outgoing] = []
+        me, peers = self.node_id, self._peers
         for b in batch:
             node = located.get((b.key, b.dst))
-            where, here = self._where(b, node)
-            route = decide_handover(where, b.queueable)
+            here = peers.get((b.key, b.dst))
+            # A lease of ours without a local endpoint is a claim in progress or one
+            # being released: treated as nowhere (the store then re-checks the lease).
+            route = decide_handover(
+                Where.HERE if here is not None else
+                Where.ELSEWHERE if node is not None and node != me else
+                Where.NOWHERE, b.queueable)
             if route is Route.DELIVER:
                 assert here is not None
                 await here.deliver(b.frame)  # it registered here since it was posted

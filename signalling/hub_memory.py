@@ -19,6 +19,7 @@ from signalling.hub import (
     Restored,
     Seen,
     Wire,
+    tally,
 )
 from signalling.offline import Expired, OfflineQueue, QueueFull, SenderQueueFull
 
@@ -46,7 +47,7 @@ class MemoryDirectory:
             seen = Seen(False, "", full, "")
         if seen.claim(ep.token) in ADMITTED:
             if token is None:
-                self._per_key[ep.key] = self._per_key.get(ep.key, 0) + 1
+                tally(self._per_key, ep.key, 1)
             self._tokens[pk] = ep.token
         return seen
 
@@ -56,11 +57,7 @@ class MemoryDirectory:
         if self._tokens.get(pk) != ep.token:
             return
         del self._tokens[pk]
-        left = self._per_key[ep.key] - 1
-        if left <= 0:
-            del self._per_key[ep.key]
-        else:
-            self._per_key[ep.key] = left
+        tally(self._per_key, ep.key, -1)
 
     async def holder(self, key: str, peer_id: str) -> str | None:
         """The token holding the id, or None."""

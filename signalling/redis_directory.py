@@ -19,6 +19,7 @@ from typing import Any
 import redis
 
 from signalling.batcher import Batcher
+from signalling.errors import ClusterUnavailable
 from signalling.hub import ADMITTED, Endpoint, PeerKey, Seen
 from signalling.redis_link import RedisLink, reached
 
@@ -55,8 +56,10 @@ class RedisDirectory:
 
     async def claim(self, ep: Endpoint, key_limit: int, node_full: bool) -> Seen:
         """Claim ``ep``'s id cluster-wide (batched with concurrent claims)."""
-        return await reached(self._claims.submit(
-            _ClaimRequest(ep, -1 if node_full else key_limit)))
+        try:
+            return await self._claims.submit(_ClaimRequest(ep, -1 if node_full else key_limit))
+        except redis.RedisError as exc:
+            raise ClusterUnavailable(str(exc)) from exc
 
     async def _claim_batch(self, batch: list[_ClaimRequest]) -> list[Seen]:
         names = self._names

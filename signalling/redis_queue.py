@@ -12,8 +12,10 @@ import logging
 import time
 
 import orjson
+from redis.exceptions import RedisError
 
 from signalling.batcher import Batcher
+from signalling.errors import ClusterUnavailable
 from signalling.hub import Enqueued, Parcel
 from signalling.offline import Expired
 from signalling.redis_link import RedisLink, reached
@@ -76,7 +78,10 @@ class RedisQueue:
 
     async def take(self, key: str, dst: str) -> list[str]:
         """Remove and return what waits for ``dst`` (batched with concurrent takes)."""
-        items = await reached(self._drains.submit((key, dst)))
+        try:
+            items = await self._drains.submit((key, dst))
+        except RedisError as exc:
+            raise ClusterUnavailable(str(exc)) from exc
         return [parse_queue_item(item)[1] for item in items]
 
     async def _drain_batch(self, batch: list[tuple[str, str]]) -> list[list[str]]:
