@@ -5,8 +5,10 @@ A cluster node's :class:`~signalling.hub.Hub` is made of the Redis parts:
 :class:`~signalling.redis_queue.RedisQueue` (the offline queue any node can drain) and,
 here, :class:`RedisBus`:
 
-- Each node subscribes to its own channel; the hub publishes, per flush, one message per
-  destination node holding every frame for it.
+- Each node subscribes to its own channel; the hub forwards, per flush, one message per
+  destination node holding every frame for it: a JSON array of entries
+  ``["m", key, dst, frame, queueable]`` (one per frame; ``queueable`` ``"1"`` or ``""``)
+  and ``["k", key, id]`` (another node took ``id`` over with the same token).
 - Presence: each node announces itself every sixth of ``ALIVE_TIMEOUT``; one survivor
   closes the session rows of a node whose presence ran out, whether or not it returns.
 - When Redis is unreachable the subscription is retried with backoff; once it is back
@@ -25,7 +27,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from signalling.errors import ClusterUnavailable
-from signalling.hub import Hub, Inbound, Restored, Wire
+from signalling.hub import BusListener, Frames, Hub
 from signalling.redis_directory import RedisDirectory
 from signalling.redis_link import RedisLink, reached
 from signalling.redis_queue import RedisQueue
@@ -51,14 +53,14 @@ class RedisBus:
         """True while this node's channel subscription is confirmed by Redis."""
         return self._subscribed.is_set()
 
-    def start(self, inbound: Inbound, restored: Restored) -> None:
+    def start(self, listener: BusListener) -> None:
         """Subscribe and announce this node on the running loop (idempotent)."""
         loop = asyncio.get_running_loop()
         if self._tasks and not self._tasks[0].done() and self._tasks[0].get_loop() is loop:
             return
         self._subscribed = asyncio.Event()
         self._tasks = [
-            loop.create_task(self._listen_forever(inbound, restored), name="peerhub-listen"),
+            loop.create_task(self._listen_forever(listener), name="peerhub-listen"),
             loop.create_task(self._presence_forever(), name="peerhub-presence")]
 
     async def wait_subscribed(self, timeout: float) -> bool:
@@ -69,20 +71,24 @@ class RedisBus:
             return False
         return True
 
-    async def publish(self, per_node: dict[str, list[Wire]]) -> set[str]:
+    async def forward(self, per_node: dict[str, list[Frames]]) -> set[str]:
         """One PUBLISH per node (pipelined when several); the nodes nobody heard."""
         redis = self.link.redis
         if len(per_node) == 1:
-            ((node, entries),) = per_node.items()
-            received = await reached(redis.publish(self._names.node(node),
-                                                   orjson.dumps(entries)))
+            ((node, batches),) = per_node.items()
+            received = await reached(redis.publish(self._names.node(node), _pack(batches)))
             return set() if received else {node}
         pipe = redis.pipeline(transaction=False)
         nodes = list(per_node)
         for node in nodes:
-            pipe.publish(self._names.node(node), orjson.dumps(per_node[node]))
+            pipe.publish(self._names.node(node), _pack(per_node[node]))
         results = await reached(pipe.execute())
         return {node for node, received in zip(nodes, results, strict=True) if not received}
+
+    async def moved(self, node: str, key: str, peer_id: str) -> None:
+        """Tell ``node`` its peer ``peer_id`` took its id here."""
+        await reached(self.link.redis.publish(self._names.node(node),
+                                              orjson.dumps([["k", key, peer_id]])))
 
     async def ping(self) -> bool:
         """Tell whether Redis answers now."""
@@ -108,7 +114,7 @@ class RedisBus:
 
     # --- inbound ----------------------------------------------------------------------
 
-    async def _listen_forever(self, inbound: Inbound, restored: Restored) -> None:
+    async def _listen_forever(self, listener: BusListener) -> None:
         delay, lost = 0.2, False
         while True:
             client = aioredis.Redis.from_url(self.link.url, decode_responses=True,
@@ -117,11 +123,11 @@ class RedisBus:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(self._names.node(self.node_id))
                     if lost:
-                        await restored()
+                        await listener.on_restored()
                     delay, lost = 0.2, False
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
-                            await self._on_message(message["data"], inbound)
+                            await _on_message(message["data"], listener)
                         elif message.get("type") == "subscribe":
                             self._subscribed.set()  # Redis confirmed the subscription
             except (RedisError, OSError, ClusterUnavailable) as exc:
@@ -132,15 +138,6 @@ class RedisBus:
                 delay = min(delay * 2, 5.0)
             finally:
                 await client.aclose()
-
-    @staticmethod
-    async def _on_message(data: str, inbound: Inbound) -> None:
-        try:
-            entries = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            logger.error("unreadable message on this node's channel")
-            return
-        await inbound(entries)
 
     # --- presence: finding nodes that died --------------------------------------------
 
@@ -206,6 +203,25 @@ class RedisBus:
             return
         logger.warning("node %s is lost; its sessions are closed", node_id)
         await self.link.redis.hdel(self._names.nodes(), node_id)
+
+
+def _pack(batches: list[Frames]) -> bytes:
+    return orjson.dumps([["m", b.key, b.dst, frame, "1" if b.queueable else ""]
+                         for b in batches for frame in b.frames])
+
+
+async def _on_message(data: str, listener: BusListener) -> None:
+    """Hand one channel message's entries to ``listener``."""
+    try:
+        entries = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        logger.error("unreadable message on this node's channel")
+        return
+    for entry in entries:
+        if entry[0] == "m":
+            await listener.on_frames(Frames(entry[1], entry[2], bool(entry[4]), [entry[3]]))
+        elif entry[0] == "k":
+            listener.on_moved(entry[1], entry[2])
 
 
 def redis_hub(redis_url: str, prefix: str, node_name: str, queue_limit: int,

@@ -24,7 +24,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import Enum
 from typing import NamedTuple, Protocol
@@ -55,7 +55,6 @@ from signalling.protocol import (
 logger = logging.getLogger(__name__)
 
 PeerKey = tuple[str, str]  # (api key, peer id)
-Wire = list[str]  # one entry on the node bus: ["m", key, dst, frame, queueable] | ["k", key, id]
 
 _SUBSCRIBE_WAIT = 5.0
 _MAX_REROUTES = 50
@@ -185,12 +184,30 @@ class OfflineStore(Protocol):
         """Release what the store holds open (connections)."""
 
 
-Inbound = Callable[[list[Wire]], Awaitable[None]]
-Restored = Callable[[], Awaitable[None]]
+class Frames(NamedTuple):
+    """Frames for one destination, in order, as they cross from node to node."""
+
+    key: str
+    dst: str
+    queueable: bool  # they may wait offline if ``dst`` is gone when they arrive
+    frames: list[str]
+
+
+class BusListener(Protocol):
+    """What a node bus hands its node (the hub)."""
+
+    async def on_frames(self, batch: Frames) -> None:
+        """Frames another node sent for a peer of this node."""
+
+    def on_moved(self, key: str, peer_id: str) -> None:
+        """Another node took ``peer_id`` over with the same token."""
+
+    async def on_restored(self) -> None:
+        """The bus is back after an outage."""
 
 
 class NodeBus(Protocol):
-    """Frames between nodes, and which nodes there are."""
+    """Frames to peers on other nodes, this node's inbound, and which nodes there are."""
 
     node_id: str
     #: True when other nodes may be on the bus.
@@ -200,15 +217,17 @@ class NodeBus(Protocol):
     def subscribed(self) -> bool:
         """True while this node receives its inbound."""
 
-    def start(self, inbound: Inbound, restored: Restored) -> None:
-        """Start receiving (idempotent): ``inbound`` gets each batch of entries for this
-        node; ``restored`` runs when the bus is back after an outage."""
+    def start(self, listener: BusListener) -> None:
+        """Start receiving for ``listener`` and announcing this node (idempotent)."""
 
     async def wait_subscribed(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for :attr:`subscribed`; tell if it is."""
 
-    async def publish(self, per_node: dict[str, list[Wire]]) -> set[str]:
-        """Send each node its entries; return the nodes nobody received them on."""
+    async def forward(self, per_node: dict[str, list[Frames]]) -> set[str]:
+        """Send each node its frames; return the nodes nobody received them on."""
+
+    async def moved(self, node: str, key: str, peer_id: str) -> None:
+        """Tell ``node`` that this node took ``peer_id`` over (same token)."""
 
     async def ping(self) -> bool:
         """Tell whether the bus answers now."""
@@ -268,7 +287,7 @@ class Hub:
         if self.directory.renew_every is not None:
             jobs.append(("peerhub-refresh", self._renew_forever(self.directory.renew_every)))
         self._tasks = [loop.create_task(job, name=name) for name, job in jobs]  # type: ignore[arg-type]
-        self.bus.start(self._on_inbound, self._on_restored)
+        self.bus.start(self)
 
     async def stop(self) -> None:
         """Stop admitting; leave the bus (no more inbound, presence withdrawn); hand
@@ -319,7 +338,7 @@ class Hub:
         if claim in ADMITTED:
             self._add_local(ep)
             if claim is Claim.TAKEOVER and seen.node and seen.node != self.node_id:
-                await self._publish({seen.node: [["k", ep.key, ep.peer_id]]})
+                await self._tell_moved(seen.node, ep.key, ep.peer_id)
         return claim
 
     def _add_local(self, ep: Endpoint) -> None:
@@ -456,15 +475,15 @@ class Hub:
     async def _route(self, batch: list[_Outgoing], located: dict[PeerKey, str]) -> None:
         """Deliver, forward, queue or drop each message (``decide_handover``), given
         where the directory says its destination is."""
-        per_node: dict[str, list[Wire]] = defaultdict(list)
+        per_node: dict[str, list[Frames]] = defaultdict(list)
         per_node_items: dict[str, list[_Outgoing]] = defaultdict(list)
         offline: list[_Outgoing] = []
         me, peers = self.node_id, self._peers
         for b in batch:
             node = located.get((b.key, b.dst))
-            here = peers.get((b.key, b.dst))
             # A lease of ours without a local endpoint is a claim in progress or one
             # being released: treated as nowhere (the store then re-checks the lease).
+            here = peers.get((b.key, b.dst)) if node == me else None
             route = decide_handover(
                 Where.HERE if here is not None else
                 Where.ELSEWHERE if node is not None and node != me else
@@ -474,14 +493,20 @@ class Hub:
                 await here.deliver(b.frame)  # it registered here since it was posted
             elif route is Route.FORWARD:
                 assert node is not None
-                per_node[node].append(["m", b.key, b.dst, b.frame, "1" if b.queueable else ""])
+                out = per_node[node]
+                last = out[-1] if out else None
+                if last is not None and (last.dst, last.key, last.queueable) == (
+                        b.dst, b.key, b.queueable):
+                    last.frames.append(b.frame)  # a run of frames for one destination
+                else:
+                    out.append(Frames(b.key, b.dst, b.queueable, [b.frame]))
                 per_node_items[node].append(b)
             elif route is Route.QUEUE:
                 offline.append(b)
         failed: list[_Outgoing] = []
         if per_node:
             try:
-                unheard = await self.bus.publish(per_node)
+                unheard = await self.bus.forward(per_node)
             except ClusterUnavailable as exc:
                 logger.error("could not forward %d messages (%s); their senders get EXPIRE",
                              sum(map(len, per_node.values())), exc)
@@ -529,37 +554,35 @@ class Hub:
         limit_hit(src.key, "sender queue", "peer")
         await src.shut(error_frame(Errors.SENDER_QUEUE_FULL), 1008, "sender queue limit")
 
-    async def _publish(self, per_node: dict[str, list[Wire]]) -> None:
+    async def _tell_moved(self, node: str, key: str, peer_id: str) -> None:
         try:
-            await self.bus.publish(per_node)
+            await self.bus.moved(node, key, peer_id)
         except ClusterUnavailable as exc:
-            logger.warning("could not notify nodes %s (%s)", sorted(per_node), exc)
+            logger.warning("could not notify node %s (%s)", node, exc)
 
-    # --- inbound from other nodes -----------------------------------------------------
+    # --- inbound from other nodes (the BusListener) -----------------------------------
 
-    async def _on_inbound(self, entries: list[Wire]) -> None:
-        for entry in entries:
-            if entry[0] == "m":
-                await self._deliver_inbound(entry[1], entry[2], entry[3], bool(entry[4]))
-            elif entry[0] == "k":
-                self._drop_moved(entry[1], entry[2])
-
-    async def _deliver_inbound(self, key: str, dst: str, frame: str, queueable: bool) -> None:
-        ep = self._peers.get((key, dst))
-        if ep is not None:
+    async def on_frames(self, batch: Frames) -> None:
+        """Deliver frames another node sent for a peer here; if it left or moved between
+        lookup and arrival, route what may wait offline again."""
+        key, dst = batch.key, batch.dst
+        for n, frame in enumerate(batch.frames):
+            ep = self._peers.get((key, dst))
+            if ep is None:
+                if batch.queueable:
+                    for rest in batch.frames[n:]:
+                        src = orjson.loads(rest).get("src", "")
+                        self._post(_Outgoing(_Ghost(key, src, self), key, dst, rest, True))
+                return
             await ep.deliver(frame)
-        elif queueable:
-            # The peer left or moved between lookup and arrival: keep it for it.
-            src = orjson.loads(frame).get("src", "")
-            self._post(_Outgoing(_Ghost(key, src, self), key, dst, frame, True))
 
-    def _drop_moved(self, key: str, peer_id: str) -> None:
+    def on_moved(self, key: str, peer_id: str) -> None:
         """Another node took over this id with the same token: forget the local one."""
         ep = self._peers.get((key, peer_id))
         if ep is not None:
             self._remove_local(ep)
 
-    async def _on_restored(self) -> None:
+    async def on_restored(self) -> None:
         """The bus is back after an outage: re-assert our leases, and tell local senders
         whose queued messages the store may have lost."""
         logger.warning("redis connection restored; re-asserting %d peers", len(self._peers))

@@ -10,15 +10,14 @@ import time
 
 from signalling.hub import (
     ADMITTED,
+    BusListener,
     Endpoint,
     Enqueued,
+    Frames,
     Hub,
-    Inbound,
     Parcel,
     PeerKey,
-    Restored,
     Seen,
-    Wire,
     tally,
 )
 from signalling.offline import Expired, OfflineQueue, QueueFull, SenderQueueFull
@@ -136,16 +135,19 @@ class LoopbackBus:
         """Always: this node hears itself."""
         return True
 
-    def start(self, inbound: Inbound, restored: Restored) -> None:
+    def start(self, listener: BusListener) -> None:
         """Nothing to receive from."""
 
     async def wait_subscribed(self, timeout: float) -> bool:
         """Subscribed already."""
         return True
 
-    async def publish(self, per_node: dict[str, list[Wire]]) -> set[str]:
-        """No node but this one, which never publishes to itself: nobody heard."""
+    async def forward(self, per_node: dict[str, list[Frames]]) -> set[str]:
+        """No node but this one, which never forwards to itself: nobody heard."""
         return set(per_node)
+
+    async def moved(self, node: str, key: str, peer_id: str) -> None:
+        """No other node to tell."""
 
     async def ping(self) -> bool:
         """Always answers."""

@@ -35,10 +35,6 @@ class _ClaimRequest:
     key_limit: int  # -1: this node is full
 
 
-def _holder_node(value: Any) -> str:
-    return str(value).partition("|")[0]
-
-
 class RedisDirectory:
     """The directory of a cluster, shared by every node on one Redis prefix."""
 
@@ -108,7 +104,7 @@ class RedisDirectory:
         for key, dst in order:
             pipe.get(self._names.peer(key, dst))
         values = await reached(pipe.execute())
-        return {t: _holder_node(v) for t, v in zip(order, values, strict=True)
+        return {t: str(v).partition("|")[0] for t, v in zip(order, values, strict=True)
                 if v is not None}
 
     async def peer_ids(self, key: str) -> list[str]:

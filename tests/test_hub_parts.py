@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from signalling.decisions import Claim
-from signalling.hub import Directory, Enqueued, Hub, Limits, OfflineStore, Parcel, Wire
+from signalling.hub import Directory, Enqueued, Frames, Hub, Limits, OfflineStore, Parcel
 from signalling.hub_memory import LoopbackBus, MemoryDirectory, MemoryQueue, memory_hub
 from signalling.protocol import parse_client_frame
 from tests.endpoints import Recorder, until
@@ -204,7 +204,8 @@ async def test_memory_queue_after_timeout_forgets_the_queue() -> None:
 async def test_loopback_bus_is_subscribed_and_nobody_else_hears() -> None:
     bus = LoopbackBus()
     assert bus.subscribed and await bus.wait_subscribed(0) and await bus.ping()
-    assert await bus.publish({"elsewhere": [["k", "key", "id"]]}) == {"elsewhere"}
+    assert await bus.forward({"elsewhere": [Frames("key", "id", True, ["{}"])]}) == {
+        "elsewhere"}
 
 
 async def test_redis_bus_carries_entries_to_the_named_node_and_tracks_presence(
@@ -212,24 +213,37 @@ async def test_redis_bus_carries_entries_to_the_named_node_and_tracks_presence(
     from signalling.cluster import RedisBus
 
     one, two = RedisBus(links("n1"), lease=3.0), RedisBus(links("n2"), lease=3.0)
-    heard: list[list[Wire]] = []
+    heard: list[object] = []
 
-    async def inbound(entries: list[Wire]) -> None:
-        heard.append(entries)
+    class Listener:
+        async def on_frames(self, batch: Frames) -> None:
+            heard.append(batch)
 
-    async def restored() -> None:
-        return None
+        def on_moved(self, key: str, peer_id: str) -> None:
+            heard.append(("moved", key, peer_id))
+
+        async def on_restored(self) -> None:
+            heard.append("restored")
 
     for bus in (one, two):
-        bus.start(inbound, restored)
+        bus.start(Listener())
         assert await bus.wait_subscribed(5)
-    entries = [["m", "key", "b", '{"type":"OFFER"}', "1"], ["k", "key", "c"]]
-    assert await one.publish({two.node_id: entries}) == set()
-    await until(lambda: heard)
-    assert heard == [entries]
-    assert await one.publish({"gone-node": [["k", "key", "x"]],
-                              two.node_id: [["k", "key", "y"]]}) == {"gone-node"}
-    await until(lambda: len(heard) == 2)
+    frames = ['{"type":"OFFER","n":1}', '{"type":"OFFER","n":2}']
+    assert await one.forward({two.node_id: [Frames("key\x00", "b|c", True, frames),
+                                            Frames("key", "d", False, ["{}"])]}) == set()
+    await one.moved(two.node_id, "key", "c")
+    await until(lambda: ("moved", "key", "c") in heard)
+    # In order, whatever batches the wire cuts them into.
+    got = [(b.key, b.dst, b.queueable, f) for b in heard if isinstance(b, Frames)
+           for f in b.frames]
+    assert got == [("key\x00", "b|c", True, frames[0]), ("key\x00", "b|c", True, frames[1]),
+                   ("key", "d", False, "{}")]
+    assert heard[-1] == ("moved", "key", "c")
+    seen = len(heard)
+    assert await one.forward({"gone-node": [Frames("key", "x", True, ["{}"])],
+                              two.node_id: [Frames("key", "y", True, ["{}"])]}) == {
+        "gone-node"}
+    await until(lambda: len(heard) == seen + 1)
     assert await one.ping()
     names = one.link.names
     redis = one.link.redis
@@ -240,7 +254,8 @@ async def test_redis_bus_carries_entries_to_the_named_node_and_tracks_presence(
     await two.stop()
     assert not await redis.hexists(names.nodes(), two.node_id)
     assert not await redis.exists(names.alive(two.node_id))
-    assert await one.publish({two.node_id: entries}) == {two.node_id}
+    assert await one.forward({two.node_id: [Frames("key", "z", True, ["{}"])]}) == {
+        two.node_id}
     await one.stop()
 
 
