@@ -503,18 +503,22 @@ class Hub:
                 per_node_items[node].append(b)
             elif route is Route.QUEUE:
                 offline.append(b)
-        failed: list[_Outgoing] = []
-        if per_node:
-            try:
-                unheard = await self.bus.forward(per_node)
-            except ClusterUnavailable as exc:
-                logger.error("could not forward %d messages (%s); their senders get EXPIRE",
-                             sum(map(len, per_node.values())), exc)
-                unheard = set(per_node)
-            failed += [b for node in unheard for b in per_node_items[node] if b.queueable]
+        failed = await self._forward(per_node, per_node_items) if per_node else []
         if offline:
             failed += await self._enqueue(offline)
         await self._expire_senders(failed)
+
+    async def _forward(self, per_node: dict[str, list[Frames]],
+                       items: dict[str, list[_Outgoing]]) -> list[_Outgoing]:
+        """Send each node its frames; return the messages whose senders are owed an
+        EXPIRE (their node did not hear them, and they could have waited)."""
+        try:
+            unheard = await self.bus.forward(per_node)
+        except ClusterUnavailable as exc:
+            logger.error("could not forward %d messages (%s); their senders get EXPIRE",
+                         sum(map(len, items.values())), exc)
+            unheard = set(per_node)
+        return [b for node in unheard for b in items[node] if b.queueable]
 
     async def _enqueue(self, offline: list[_Outgoing]) -> list[_Outgoing]:
         """Hand ``offline`` to the store; return the messages whose senders are owed an
