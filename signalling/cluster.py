@@ -219,7 +219,7 @@ async def _on_message(data: str, listener: BusListener) -> None:
         return
     for entry in entries:
         if entry[0] == "m":
-            await listener.on_frames(Frames(entry[1], entry[2], bool(entry[4]), [entry[3]]))
+            await listener.on_frames(entry[1], entry[2], bool(entry[4]), [entry[3]])
         elif entry[0] == "k":
             listener.on_moved(entry[1], entry[2])
 

@@ -196,8 +196,10 @@ class Frames(NamedTuple):
 class BusListener(Protocol):
     """What a node bus hands its node (the hub)."""
 
-    async def on_frames(self, batch: Frames) -> None:
-        """Frames another node sent for a peer of this node."""
+    async def on_frames(self, key: str, dst: str, queueable: bool, frames: list[str]
+                        ) -> None:
+        """Frames another node sent for ``dst`` under ``key``, a peer of this node, in
+        order (``queueable``: they may wait offline if it is gone)."""
 
     def on_moved(self, key: str, peer_id: str) -> None:
         """Another node took ``peer_id`` over with the same token."""
@@ -495,8 +497,8 @@ class Hub:
                 assert node is not None
                 out = per_node[node]
                 last = out[-1] if out else None
-                if last is not None and (last.dst, last.key, last.queueable) == (
-                        b.dst, b.key, b.queueable):
+                if (last is not None and last.dst == b.dst and last.key == b.key
+                        and last.queueable == b.queueable):
                     last.frames.append(b.frame)  # a run of frames for one destination
                 else:
                     out.append(Frames(b.key, b.dst, b.queueable, [b.frame]))
@@ -566,15 +568,16 @@ class Hub:
 
     # --- inbound from other nodes (the BusListener) -----------------------------------
 
-    async def on_frames(self, batch: Frames) -> None:
+    async def on_frames(self, key: str, dst: str, queueable: bool, frames: list[str]
+                        ) -> None:
         """Deliver frames another node sent for a peer here; if it left or moved between
         lookup and arrival, route what may wait offline again."""
-        key, dst = batch.key, batch.dst
-        for n, frame in enumerate(batch.frames):
-            ep = self._peers.get((key, dst))
+        pk = (key, dst)
+        for n, frame in enumerate(frames):
+            ep = self._peers.get(pk)
             if ep is None:
-                if batch.queueable:
-                    for rest in batch.frames[n:]:
+                if queueable:
+                    for rest in frames[n:]:
                         src = orjson.loads(rest).get("src", "")
                         self._post(_Outgoing(_Ghost(key, src, self), key, dst, rest, True))
                 return

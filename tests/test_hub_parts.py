@@ -216,8 +216,9 @@ async def test_redis_bus_carries_entries_to_the_named_node_and_tracks_presence(
     heard: list[object] = []
 
     class Listener:
-        async def on_frames(self, batch: Frames) -> None:
-            heard.append(batch)
+        async def on_frames(self, key: str, dst: str, queueable: bool,
+                            frames: list[str]) -> None:
+            heard.append(Frames(key, dst, queueable, frames))
 
         def on_moved(self, key: str, peer_id: str) -> None:
             heard.append(("moved", key, peer_id))
