@@ -91,8 +91,12 @@ class WebSocket(asyncio.Protocol):
         self._frames_seen = 0
         self._drip_timer: asyncio.TimerHandle | None = None
         host.sockets.add(self)
-        self.task: asyncio.Task[None] | None = self._loop.create_task(
-            self._run(application))
+        # The application's own coroutine is the task (no wrapper coroutine: each frame
+        # in the chain stays alive, about 240 bytes, for as long as the peer is
+        # connected); its end is handled by _application_done.
+        self.task: asyncio.Future[None] | None = asyncio.ensure_future(
+            application(scope, self.receive, self.send), loop=self._loop)
+        self.task.add_done_callback(self._application_done)
 
     # --- from the socket --------------------------------------------------------------
 
@@ -325,17 +329,17 @@ class WebSocket(asyncio.Protocol):
             self.close_code = code
             self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
 
-    async def _run(self, application: ASGIApp) -> None:
-        code = 1000
-        try:
-            await application(self.scope, self.receive, self.send)
-        except asyncio.CancelledError:
+    def _application_done(self, task: asyncio.Future[None]) -> None:
+        """The application returned, failed or was cancelled: close if it did not."""
+        self.task = None
+        if task.cancelled():
             code = 1001
-            raise
-        except Exception:
-            logger.exception("websocket application failed")
-            code = 1011
-        finally:
-            self.task = None
-            if self.state in (CONNECTING, OPEN):
-                self._close(code, "")
+        else:
+            exc = task.exception()
+            if exc is None:
+                code = 1000
+            else:
+                logger.error("websocket application failed", exc_info=exc)
+                code = 1011
+        if self.state in (CONNECTING, OPEN):
+            self._close(code, "")

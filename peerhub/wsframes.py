@@ -58,7 +58,10 @@ def header_has_token(value: bytes | None, token: bytes) -> bool:
     """Tell whether a comma-separated header value holds ``token`` (any case)."""
     if value is None:
         return False
-    return any(part.strip().lower() == token for part in value.split(b","))
+    value = value.lower()
+    if value == token:  # the usual header: the token alone
+        return True
+    return any(part.strip() == token for part in value.split(b","))
 
 
 def upgrade_key(method: str, header: Callable[[bytes], bytes | None]) -> bytes | None:

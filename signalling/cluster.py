@@ -5,10 +5,9 @@ A cluster node's :class:`~signalling.hub.Hub` is made of the Redis parts:
 :class:`~signalling.redis_queue.RedisQueue` (the offline queue any node can drain) and,
 here, :class:`RedisBus`:
 
-- Each node subscribes to its own channel; the hub forwards, per flush, one message per
-  destination node holding every frame for it: a JSON array of entries
-  ``["m", key, dst, frame, queueable]`` (one per frame; ``queueable`` ``"1"`` or ``""``)
-  and ``["k", key, id]`` (another node took ``id`` over with the same token).
+- Each node subscribes to its own channel (RESP2, see :func:`subscriber_client`); the
+  hub forwards, per flush, one message per destination node holding every frame for it,
+  in :mod:`signalling.nodewire`'s length-prefixed format.
 - Presence: each node announces itself every sixth of ``ALIVE_TIMEOUT``; one survivor
   closes the session rows of a node whose presence ran out, whether or not it returns.
 - When Redis is unreachable the subscription is retried with backoff; once it is back
@@ -26,13 +25,24 @@ import orjson
 from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
+from signalling import nodewire as wire
 from signalling.errors import ClusterUnavailable
 from signalling.hub import BusListener, Frames, Hub
+from signalling.looptasks import runs_on_a_running_loop
 from signalling.redis_directory import RedisDirectory
 from signalling.redis_link import RedisLink, reached
 from signalling.redis_queue import RedisQueue
 
 logger = logging.getLogger(__name__)
+
+
+def subscriber_client(url: str) -> aioredis.Redis:
+    """The client for this node's channel. RESP2: under RESP3 (redis-py's default) every
+    published message is a push notification, and redis-py 8.1's push handler formats the
+    whole message into a debug string whether or not debug logging is on (10-12% of a
+    node's CPU in the cross-node burst, see docs/decisions.md)."""
+    return aioredis.Redis.from_url(url, decode_responses=True, protocol=2,
+                                   socket_connect_timeout=2, health_check_interval=5)
 
 
 class RedisBus:
@@ -55,9 +65,9 @@ class RedisBus:
 
     def start(self, listener: BusListener) -> None:
         """Subscribe and announce this node on the running loop (idempotent)."""
-        loop = asyncio.get_running_loop()
-        if self._tasks and not self._tasks[0].done() and self._tasks[0].get_loop() is loop:
+        if self._tasks and runs_on_a_running_loop(self._tasks[0]):
             return
+        loop = asyncio.get_running_loop()
         self._subscribed = asyncio.Event()
         self._tasks = [
             loop.create_task(self._listen_forever(listener), name="peerhub-listen"),
@@ -87,8 +97,8 @@ class RedisBus:
 
     async def moved(self, node: str, key: str, peer_id: str) -> None:
         """Tell ``node`` its peer ``peer_id`` took its id here."""
-        await reached(self.link.redis.publish(self._names.node(node),
-                                              orjson.dumps([["k", key, peer_id]])))
+        await reached(self.link.redis.publish(
+            self._names.node(node), wire.pack([wire.moved_entry(key, peer_id)], [])))
 
     async def ping(self) -> bool:
         """Tell whether Redis answers now."""
@@ -117,8 +127,7 @@ class RedisBus:
     async def _listen_forever(self, listener: BusListener) -> None:
         delay, lost = 0.2, False
         while True:
-            client = aioredis.Redis.from_url(self.link.url, decode_responses=True,
-                                             socket_connect_timeout=2, health_check_interval=5)
+            client = subscriber_client(self.link.url)
             try:
                 async with client.pubsub() as pubsub:
                     await pubsub.subscribe(self._names.node(self.node_id))
@@ -205,23 +214,24 @@ class RedisBus:
         await self.link.redis.hdel(self._names.nodes(), node_id)
 
 
-def _pack(batches: list[Frames]) -> bytes:
-    return orjson.dumps([["m", b.key, b.dst, frame, "1" if b.queueable else ""]
-                         for b in batches for frame in b.frames])
+def _pack(batches: list[Frames]) -> str:
+    """One channel message: a head entry per destination, then all their frames."""
+    return wire.pack([wire.frames_entry(b.key, b.dst, b.queueable, b.frames) for b in batches],
+                     [frame for b in batches for frame in b.frames])
 
 
 async def _on_message(data: str, listener: BusListener) -> None:
     """Hand one channel message's entries to ``listener``."""
     try:
-        entries = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        logger.error("unreadable message on this node's channel")
+        entries = wire.unpack(data)
+    except wire.UnreadableMessage as exc:
+        logger.error("unreadable message on this node's channel (%s)", exc)
         return
-    for entry in entries:
-        if entry[0] == "m":
-            await listener.on_frames(entry[1], entry[2], bool(entry[4]), [entry[3]])
-        elif entry[0] == "k":
-            listener.on_moved(entry[1], entry[2])
+    for kind, key, dst, queueable, frames in entries:
+        if kind == "M":
+            await listener.on_frames(key, dst, queueable, frames)
+        else:
+            listener.on_moved(key, dst)
 
 
 def redis_hub(redis_url: str, prefix: str, node_name: str, queue_limit: int,
