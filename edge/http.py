@@ -26,7 +26,7 @@ import httptools
 
 from edge.clientaddr import client_address
 from edge.types import ASGI_VERSION, Scope
-from edge.websocket import WebSocket, refusal_frame
+from edge.websocket import EXTENSIONS, WebSocket, refusal_frame
 from peerhub import wsframes as wf
 from peerhub.proxy import BadProxyHeader
 
@@ -468,4 +468,4 @@ class HttpConnection(asyncio.Protocol):
                 "root_path": "", "path": req.path, "raw_path": req.target.partition(b"?")[0],
                 "query_string": req.query,
                 "headers": [pair for pair in req.headers if pair[0] in WS_SCOPE_HEADERS],
-                "subprotocols": subprotocols}
+                "subprotocols": subprotocols, "extensions": EXTENSIONS}

@@ -23,10 +23,12 @@ from edge import trickle
 from edge.options import WebSocketOptions
 from edge.types import ASGIApp, Message, Scope
 from peerhub import wsframes as wf
-from signalling.ratelimit import TokenBucket
+from signalling.ratelimit import SHARED_BUCKET, TokenBucket
 
 logger = logging.getLogger(__name__)
 
+#: ``scope["extensions"]`` of every websocket (one shared, read-only dict).
+EXTENSIONS: dict[str, dict[str, object]] = {SHARED_BUCKET: {}}
 SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
 #: Received messages waiting for the application before reading from the socket pauses.
 HIGH_WATER = 256
@@ -108,7 +110,8 @@ class WebSocket(asyncio.Protocol):
         except wf.WebSocketError as exc:
             self._fail(exc.code, exc.reason)
             return
-        if self.options.frame_rate and not self._frames_within_rate(frames):
+        if (self.options.frame_rate or self._bucket is not None) and \
+                not self._frames_within_rate(frames):
             return
         if self.reader.missing or self._lowat > trickle.EVERY_BYTE:
             self._trickled(len(data))
@@ -135,10 +138,13 @@ class WebSocket(asyncio.Protocol):
 
     def _frames_within_rate(self, out: list[tuple[int, bytes]]) -> bool:
         """Charge every frame that is not a whole data message (pings, pongs, empty and
-        other fragments) to the frame bucket; close 1008 past it.
+        other fragments) to the socket's bucket; close 1008 past it.
 
-        Whole messages are the application's to count (the PeerJS consumer's message
-        rate); the rest would otherwise make the server work for free.
+        Whole messages are the application's to count; the rest would otherwise make
+        the server work for free. The bucket is the application's own message bucket
+        once it shared it (:data:`SHARED_BUCKET`: the PeerJS consumer does, so that a
+        peer has one rate for messages and pongs together); until then one of the
+        edge's, at ``frame_rate``.
         """
         read = getattr(self.reader, "frames_read", None)
         if read is None:  # a FrameReader without the counter: the frames it returned
@@ -327,6 +333,10 @@ class WebSocket(asyncio.Protocol):
                 self._queue(wf.encode_frame(wf.OP_TEXT, text.encode()))
             else:
                 self._queue(wf.encode_frame(wf.OP_BINARY, message.get("bytes") or b""))
+        elif kind == SHARED_BUCKET:
+            self._bucket = message["bucket"]
+            # frames read so far were charged (or not limited) already
+            self._frames_seen = self.reader.frames_read
         elif kind == "websocket.accept":
             self._accept(message)
         elif kind == "websocket.close":
