@@ -25,8 +25,10 @@ from bench import echoserver
 from edge import http as edge_http
 from edge import trickle
 from edge import websocket as edge_ws
+from edge.server import Edge
 from peerhub import wsframes as wf
 from tests.rawframes import client_frame
+from tests.waiting import eventually
 
 WRITES = 1500  # 10-byte writes, one every PAUSE seconds or so
 PAUSE = 0.0005
@@ -48,24 +50,30 @@ class Counted(edge_ws.WebSocket):
         Counted.by_socket.setdefault(id(self), []).append(read)
 
 
-@pytest.fixture(params=["low-water", "hold"])
-async def echo_port(request: pytest.FixtureRequest,
-                    monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
-    """An echo edge; with "hold", as if SO_RCVLOWAT could not be used (TLS)."""
+@pytest.fixture
+async def echo_edge(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Edge, int]]:
+    """An echo edge whose websockets note their reads, and its port."""
     Counted.reads = []
     Counted.by_socket = {}
     monkeypatch.setattr(edge_http, "WebSocket", Counted)
-    if request.param == "hold":
-        monkeypatch.setattr(trickle, "low_water_socket", lambda transport: None)
     server = echoserver.echo_edge()
     sock = socket.create_server(("127.0.0.1", 0))
     sock.setblocking(False)
     port = sock.getsockname()[1]
     await server.serve(sock, backlog=16)
     try:
-        yield port
+        yield server, port
     finally:
         await server.shutdown(grace=1.0)
+
+
+@pytest.fixture(params=["low-water", "hold"])
+async def echo_port(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+                    echo_edge: tuple[Edge, int]) -> int:
+    """The echo edge's port; with "hold", as if SO_RCVLOWAT could not be used (TLS)."""
+    if request.param == "hold":
+        monkeypatch.setattr(trickle, "low_water_socket", lambda transport: None)
+    return echo_edge[1]
 
 
 def handshake(port: int) -> socket.socket:
@@ -182,3 +190,33 @@ def test_the_wake_threshold_is_what_the_frame_lacks_within_the_cap() -> None:
     assert trickle.wake_threshold(1) == 1
     assert trickle.wake_threshold(500) == 500
     assert trickle.wake_threshold(10 * trickle.LOWAT_CAP) == trickle.LOWAT_CAP
+
+
+async def test_a_slow_but_live_frame_is_seen_by_the_liveness_sweep(
+        echo_edge: tuple[Edge, int]) -> None:
+    """Bytes below the low-water mark are not read, so the sweep lowers it again: a link
+    that trickles slower than the cap per sweep is seen alive, not dropped."""
+    server, port = echo_edge
+    sock = await asyncio.to_thread(handshake, port)
+    payload = os.urandom(3000)
+    frame = client_frame(wf.OP_BINARY, payload)
+    sock.sendall(frame[:100])
+
+    def marked() -> None:
+        assert Counted.reads and Counted.reads[-1][2] > trickle.EVERY_BYTE
+
+    def seen() -> None:
+        assert ws.seen
+
+    await eventually(marked)
+    (ws,) = server.sockets
+    ws.check_alive(time.monotonic(), 30.0)  # a sweep: seen since the last one
+    assert not ws.seen
+    sock.sendall(frame[100:200])  # below the mark: the kernel does not wake the edge
+    ws.check_alive(time.monotonic(), 30.0)  # the next sweep lowers the mark...
+    await eventually(seen)  # ...so those bytes are read
+    assert sum(r[0] for r in Counted.reads) == 200
+    assert await asyncio.to_thread(sock.recv, 2) == b"\x89\x00"  # the sweep's ping
+    sock.sendall(frame[200:])
+    assert await asyncio.to_thread(recv_frame, sock, len(payload)) == payload
+    sock.close()
