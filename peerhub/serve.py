@@ -234,7 +234,7 @@ class EdgeRunner:
               flush=True)
         # The hub's tasks and the control-plane listener, once the loop turns (startup
         # triggers may run before asyncio counts the loop as running).
-        loop.call_soon(lambda: get_node().start())
+        loop.call_soon(lambda: asyncio.ensure_future(get_node().start()))
         self.edge = build_edge(self.django_socket)
         started = asyncio.ensure_future(self._serve(self.edge))
         started.add_done_callback(self._started)
