@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import faulthandler
 import gc
 import os
 import shutil
+import signal
 import socket
 import ssl
 import sys
 import tempfile
+import threading
 from typing import TYPE_CHECKING
 
 from peerhub.env import ImproperEnvironment, env_bool, env_int, env_str
@@ -268,6 +271,32 @@ class EdgeRunner:
             await self.edge.shutdown()
 
 
+#: Seconds the interpreter's own exit (atexit handlers, joining threads) may take after
+#: the server has stopped, before :func:`exit_watchdog` ends the process.
+EXIT_GRACE = 10.0
+
+
+def exit_watchdog(grace: float = EXIT_GRACE) -> None:
+    """End the process if its exit hangs, after showing where.
+
+    Once daphne's reactor has stopped, Python still runs atexit handlers and joins
+    every non-daemon thread (a database write that never answers would keep a writer
+    thread, and so the process, alive after SIGTERM). A daemon timer gives that
+    ``grace`` seconds, then prints every thread's stack to stderr and exits 1.
+    """
+    def fire() -> None:
+        names = ", ".join(t.name for t in threading.enumerate()
+                          if t is not threading.current_thread())
+        print(f"peerhub: exiting took over {grace:.0f}s; still running: {names}",
+              file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(1)
+
+    timer = threading.Timer(grace, fire)
+    timer.daemon = True
+    timer.start()
+
+
 def open_listeners(backlog: int) -> tuple[socket.socket, socket.socket | None]:
     """The public listening socket and the admin one (``ADMIN_PORT``), or exit."""
     host, port = env_str("HOST", "0.0.0.0"), env_int("PORT", 9000)
@@ -329,7 +358,10 @@ def main() -> None:
     scheme = "https" if tls is not None else "http"
     print(f"peerhub: serving on {scheme}://{env_str('HOST', '0.0.0.0')}:"
           f"{env_int('PORT', 9000)}", flush=True)
+    # ``kill -USR2 PID`` prints every thread's stack to stderr (a hung process, live).
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     CommandLineInterface().run(daphne_argv(f"unix:{django_socket}:mode=600"))
+    exit_watchdog()
     sys.exit(0)
 
 

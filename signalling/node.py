@@ -23,7 +23,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
@@ -45,6 +46,10 @@ logger = logging.getLogger(__name__)
 DRAIN_REASON = "server stopped"  # the session rows' close reason, as before drains
 _DRAIN_TICK = 0.05
 _SUBSCRIBE_GRACE = 5.0
+#: Seconds one part may take to stop on SIGTERM before the node goes on without it (the
+#: recorder gets longer: it writes the last session rows).
+_PART_STOP_TIMEOUT = 5.0
+_RECORDER_STOP_TIMEOUT = 10.0
 
 
 class Node:
@@ -111,14 +116,15 @@ class Node:
         sampler; then write what the session recorder holds. Peers are not closed here
         (:meth:`drain` does that first)."""
         if self._hub is not None:
-            await self._hub.stop()
+            await _bounded("the hub", self._hub.stop(), _PART_STOP_TIMEOUT)
         if self._control is not None:
-            await self._control.stop()
+            await _bounded("the control listener", self._control.stop(), _PART_STOP_TIMEOUT)
         if self._key_watcher is not None:
             self._key_watcher.stop()
-        await self.metrics.stop()
+        await _bounded("the lag sampler", self.metrics.stop(), _PART_STOP_TIMEOUT)
         if self._recorder is not None:
-            await self._recorder.stop()
+            await _bounded("the session recorder", self._recorder.stop(),
+                           _RECORDER_STOP_TIMEOUT)
 
     @property
     def control(self) -> ControlListener:
@@ -220,6 +226,19 @@ class Node:
             await ep.shut(None, 1001, DRAIN_REASON)
         await self.stop()
         logger.info("drained %d peers in %.1fs", total, time.monotonic() - started)
+
+
+async def _bounded(part: str, stopping: Coroutine[Any, Any, None], timeout: float) -> None:
+    """Await one part's stop, at most ``timeout`` seconds: a part that hangs (a Redis or
+    database call that never answers) is named in the log and left behind, so that the
+    process still exits after SIGTERM."""
+    try:
+        await asyncio.wait_for(stopping, timeout)
+    except TimeoutError:
+        logger.warning("stopping %s took over %.0fs; the node stops without it", part,
+                       timeout)
+    except Exception:  # noqa: BLE001 - one part's failure must not keep the others running
+        logger.exception("stopping %s failed; the node stops without it", part)
 
 
 _node: Node | None = None

@@ -357,3 +357,33 @@ async def test_a_node_of_its_own_starts_and_stops_every_part(settings: Any) -> N
     await node.stop()
     assert not hub.accepting
     await until(lambda: all(t.done() for t in tasks))
+
+
+async def test_a_part_that_never_stops_is_named_and_left_behind(
+        settings: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """SIGTERM must end the process: a part whose stop hangs (a Redis or database call
+    that never answers) is bounded, logged by name, and the later parts still stop."""
+    from signalling import node as node_module
+
+    monkeypatch.setattr(node_module, "_PART_STOP_TIMEOUT", 0.2)
+    node = node_module.Node("test-node", "", "unused", drain_window=0)
+    await node.start()
+    hung = asyncio.Event()
+
+    async def never() -> None:
+        hung.set()
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(node.hub, "stop", never)
+    recorder_stopped: list[bool] = []
+    real_stop = node.recorder.stop
+
+    async def recorder_stop() -> None:
+        await real_stop()
+        recorder_stopped.append(True)
+
+    monkeypatch.setattr(node.recorder, "stop", recorder_stop)
+    await asyncio.wait_for(node.stop(), 10)
+    assert hung.is_set()
+    assert recorder_stopped == [True]
+    assert "stopping the hub took over 0s; the node stops without it" in caplog.text
