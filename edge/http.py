@@ -26,7 +26,7 @@ import httptools
 
 from edge.clientaddr import client_address
 from edge.types import ASGI_VERSION, Scope
-from edge.websocket import WebSocket, refusal_frame
+from edge.websocket import EXTENSIONS, WebSocket, refusal_frame
 from peerhub import wsframes as wf
 from peerhub.proxy import BadProxyHeader
 
@@ -517,9 +517,10 @@ class HttpConnection(asyncio.Protocol):
                                 if s.strip()]
         subprotocols = tuple(offered)  # () when none is offered: no empty list per socket
         # Ten keys: a dict of up to ten takes 272 bytes, of eleven or twelve 464, and this
-        # one lives as long as the socket. ``http_version`` ("1.1") and ``root_path`` ("")
-        # are left out: the ASGI spec makes both optional with exactly those defaults.
+        # one lives as long as the socket. ``http_version`` ("1.1"), ``root_path`` ("")
+        # and ``raw_path`` are left out: the ASGI spec makes all three optional (the
+        # first two with exactly those defaults), and no PeerJS application reads them.
         return {"type": "websocket", "asgi": ASGI_VERSION, "scheme": scheme,
                 "server": self.server, "client": req.client, "path": req.path,
-                "raw_path": req.target.partition(b"?")[0], "query_string": req.query,
-                "headers": headers, "subprotocols": subprotocols}
+                "query_string": req.query, "headers": headers,
+                "subprotocols": subprotocols, "extensions": EXTENSIONS}

@@ -196,6 +196,11 @@ class FrameReader:
         """Bytes received that wait for the rest of their frame (0: none)."""
         return len(self._buf)
 
+    @property
+    def missing(self) -> int:
+        """Bytes the frame in progress still lacks before it can be parsed (0: none)."""
+        return self._need - len(self._buf) if self._buf else 0
+
     def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, bytes]]:
         """Consume ``data``; return the complete messages and control frames in it."""
         buf = self._buf

@@ -24,7 +24,7 @@ from signalling.errors import ClusterUnavailable, NodeDraining
 from signalling.hub import Limits
 from signalling.metrics import INVALID_KEY, ORIGIN, client_address, limit_hit
 from signalling.node import Node, get_node
-from signalling.ratelimit import TokenBucket
+from signalling.ratelimit import SHARED_BUCKET, TokenBucket
 from signalling.runtime import get_hub
 from signalling.sessions import SessionInfo
 
@@ -73,7 +73,7 @@ class PeerConsumer(AsyncConsumer):
         await send({"type": "websocket.accept"})
         ip = str((scope.get("client") or ("",))[0])
         node = get_node()
-        node.start()
+        node.ensure_started()
         if node.bans.is_banned(ip, time.time()):
             limit_hit("", "banned address", ip)
             await self.shut(p.error_frame(p.Errors.BANNED), CLOSE_POLICY, "address banned")
@@ -185,6 +185,9 @@ class PeerConsumer(AsyncConsumer):
         self.queue_limit = tenant.queue_limit
         rate, burst = tenant.message_rate(self.cfg.rate_limit, self.cfg.rate_burst)
         self._bucket = TokenBucket(rate, burst, time.monotonic())
+        if SHARED_BUCKET in (self.scope.get("extensions") or ()):
+            # the edge charges this peer's pongs and fragments to the same bucket
+            await self._send({"type": SHARED_BUCKET, "bucket": self._bucket})
         self._start_session(tenant, node)
         node.key_watcher.ensure_started()
         if claim is Claim.NEW:
