@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from apikeys.models import ApiKey
 from apikeys.tenants import forget_cached
+from signalling.looptasks import runs_on_a_running_loop
 from signalling.protocol import Errors, error_frame
 from signalling.runtime import get_hub
 
@@ -67,9 +68,7 @@ def find_dead_keys(keys: Sequence[str], touch: bool = False) -> DeadKeys:
 
 def _local_key_counts() -> dict[str, int]:
     """Live peers per key in this process only (a cluster hub also knows the others)."""
-    hub = get_hub()
-    local: Callable[[], dict[str, int]] = getattr(hub, "local_keys_online", hub.keys_online)
-    return local()
+    return get_hub().local_keys_online()
 
 
 class KeyWatcher:
@@ -82,8 +81,7 @@ class KeyWatcher:
 
     def ensure_started(self) -> None:
         """Start the watcher on the running loop unless it already runs there."""
-        task = self._task
-        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+        if runs_on_a_running_loop(self._task):
             return
         self._task = asyncio.get_running_loop().create_task(self._run(), name="peerhub-keywatch")
 

@@ -7,8 +7,9 @@ already makes) and are added up only when ``/metrics`` is scraped. Counting a re
 is an in-memory increment; the session recorder writes the pending counts to the
 database with its next batch, so the path that refuses something never waits.
 
-The state has one owner, a :class:`Metrics` object, reached through :func:`get_metrics`
-(the serving process's node object takes it over once there is one).
+The state has one owner, a :class:`Metrics` object held by the process's
+:class:`~signalling.node.Node` (``get_node().metrics``); :func:`get_metrics`,
+:func:`limit_hit` and :func:`take_pending` are shortcuts to it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import logging
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
+
+from signalling.looptasks import runs_on_a_running_loop
 
 if TYPE_CHECKING:
     from signalling.sessions import SessionInfo
@@ -100,13 +103,13 @@ class Metrics:
 
     def ensure_started(self) -> None:
         """Start the lag sampler in the running loop if it is not running there."""
+        if runs_on_a_running_loop(self._lag_task):
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        task = self._lag_task
-        if task is None or task.done() or task.get_loop() is not loop:
-            self._lag_task = loop.create_task(self._sample_lag(), name="peerhub-loop-lag")
+        self._lag_task = loop.create_task(self._sample_lag(), name="peerhub-loop-lag")
 
     async def stop(self) -> None:
         """Stop the lag sampler."""
@@ -133,21 +136,11 @@ class Metrics:
         return max(lag, 0.0)
 
 
-_metrics: Metrics | None = None
-
-
 def get_metrics() -> Metrics:
-    """The counters of this process (created on first use)."""
-    global _metrics
-    if _metrics is None:
-        _metrics = Metrics()
-    return _metrics
+    """The counters of this process's node."""
+    from signalling.node import get_node
 
-
-def reset_metrics() -> None:
-    """Forget the counters (tests only)."""
-    global _metrics
-    _metrics = None
+    return get_node().metrics
 
 
 def limit_hit(api_key: str, limit: str, where: Any, asked: str | None = None) -> None:
