@@ -6,9 +6,10 @@ A cluster node's :class:`~signalling.hub.Hub` is made of the Redis parts:
 here, :class:`RedisBus`:
 
 - Each node subscribes to its own channel (RESP2, see :func:`subscriber_client`). A
-  flush hands every destination's frames over in one script call: the destinations'
-  leases are looked up and each other node holding any gets one message with all of
-  their frames (:mod:`signalling.nodewire`'s length-prefixed parts), in the same step.
+  flush hands its destinations' frames over in one script call (``HANDOVER``): their
+  leases are looked up and, when one other node holds them all, it gets one message
+  with every frame (:mod:`signalling.nodewire`'s format) in the same step; otherwise
+  they are split by node and handed over again, one call per node.
 - Presence: each node announces itself every sixth of ``ALIVE_TIMEOUT``; one survivor
   closes the session rows of a node whose presence ran out, whether or not it returns.
 - When Redis is unreachable the subscription is retried with backoff; once it is back
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,6 +37,8 @@ from signalling.redis_link import RedisLink, reached
 from signalling.redis_queue import RedisQueue
 
 logger = logging.getLogger(__name__)
+
+_MAX_SPLITS = 5  # HANDOVER rounds for destinations whose holders keep changing
 
 
 def subscriber_client(url: str) -> aioredis.Redis:
@@ -83,15 +87,50 @@ class RedisBus:
         return True
 
     async def hand_over(self, destinations: list[list[Frames]]) -> list[Handed]:
-        """One script call (``HANDOVER``): every destination's lease looked up and, in
-        the same step, one message published to each other node holding any of them
-        (their nodewire parts back to back)."""
-        names = self._names
-        parts = [_part(runs).encode() for runs in destinations]
-        codes = await reached(self.link.scripts["HANDOVER"](
-            keys=[names.peer(runs[0].key, runs[0].dst) for runs in destinations],
-            args=[self.node_id, names.node(""), b"".join(parts), *map(len, parts)]))
-        return [_HANDED[int(code)] for code in codes]
+        """``HANDOVER``: the destinations' leases looked up and, in the same step, their
+        message published to the one other node holding them all (one round trip, the
+        usual flush). Destinations held by several nodes are split by node and handed
+        over again, each group in its own script call (one more round trip, pipelined),
+        until every group is settled; one that keeps moving is left to the hub as not
+        held (queueing re-checks its lease)."""
+        handed: list[Handed] = [Handed.NOT_HELD] * len(destinations)
+        groups = [list(range(len(destinations)))]
+        for _ in range(_MAX_SPLITS):
+            answers = await self._hand_over_groups(destinations, groups)
+            split: dict[str, list[int]] = defaultdict(list)
+            for group, answer in zip(groups, answers, strict=True):
+                if answer[0] == 1:  # published to the one node holding them all
+                    outcome = Handed.FORWARDED if int(answer[1]) > 0 else Handed.UNHEARD
+                    for i in group:
+                        handed[i] = outcome
+                    continue
+                for i, node in zip(group, answer[1:], strict=True):
+                    if node == self.node_id:
+                        handed[i] = Handed.HELD_HERE
+                    elif node:
+                        split[str(node)].append(i)
+            groups = list(split.values())
+            if not groups:
+                break
+        return handed
+
+    async def _hand_over_groups(self, destinations: list[list[Frames]],
+                                groups: list[list[int]]) -> list[list[Any]]:
+        """One ``HANDOVER`` call per group of destinations (pipelined when several)."""
+        names, script = self._names, self.link.scripts["HANDOVER"]
+
+        def call(group: list[int], client: Any = None) -> Any:
+            runs = [b for i in group for b in destinations[i]]
+            return script(keys=[names.peer(destinations[i][0].key, destinations[i][0].dst)
+                                for i in group],
+                          args=[self.node_id, names.node(""), _pack(runs)], client=client)
+
+        if len(groups) == 1:
+            return [await reached(call(groups[0]))]
+        pipe = self.link.redis.pipeline(transaction=False)
+        for group in groups:
+            await call(group, pipe)
+        return list(await reached(pipe.execute()))
 
     async def moved(self, node: str, key: str, peer_id: str) -> None:
         """Tell ``node`` its peer ``peer_id`` took its id here."""
@@ -212,12 +251,8 @@ class RedisBus:
         await self.link.redis.hdel(self._names.nodes(), node_id)
 
 
-#: HANDOVER's answer per destination (signalling/redis_scripts.py).
-_HANDED = (Handed.UNHEARD, Handed.FORWARDED, Handed.HELD_HERE, Handed.NOT_HELD)
-
-
-def _part(runs: list[Frames]) -> str:
-    """One destination's part of a channel message: an entry per run, then its frames."""
+def _pack(runs: list[Frames]) -> str:
+    """One channel message: a head entry per run of frames, then all their frames."""
     return wire.pack([wire.frames_entry(b.key, b.dst, b.queueable, b.frames) for b in runs],
                      [frame for b in runs for frame in b.frames])
 

@@ -133,60 +133,25 @@ return out
 """
 
 # KEYS: the lease of each destination.  ARGV: this node, the node channel prefix, the
-# destinations' signalling.nodewire parts back to back (in KEYS order), then the length
-# in bytes of each part.  Looks every destination up and publishes, to each other node
-# holding any, the parts of its destinations as one message, in the same step: a
-# destination's frames go to the node that holds it at that instant (decide_handover's
-# ELSEWHERE -> FORWARD). When every destination is on one other node (the usual flush
-# of a two-node cluster) the parts are published as they came, uncopied; copying them
-# into Lua strings costs Redis about 1 ns a byte. Returns one code per destination:
-# 1 forwarded and heard, 0 forwarded but nobody subscribed to that node's channel,
-# 2 not forwarded (the lease is this node's), 3 not forwarded (no lease).
+# signalling.nodewire message carrying every destination's frames.  Looks every
+# destination up and, when one other node holds them all (every flush of a two-node
+# cluster), publishes the message to it in the same step: frames go to the node that
+# holds their destination at that instant (decide_handover's ELSEWHERE -> FORWARD).
+# Returns {1, subscribers that received it} when published; otherwise publishes nothing
+# and returns {0, holder node of destination 1, of destination 2, ...} ('' for none),
+# for the caller to split the message by node (or keep what is not elsewhere).
 HANDOVER = """
-local me, prefix, message = ARGV[1], ARGV[2], ARGV[3]
-local where, parts, order = {}, {}, {}
-local forwarded = 0
+local me, prefix = ARGV[1], ARGV[2]
+local nodes = {0}
+local same = true
 for i = 1, #KEYS do
   local cur = redis.call('GET', KEYS[i])
-  local node = cur and string.sub(cur, 1, string.find(cur, '|', 1, true) - 1)
-  where[i] = node
-  if node and node ~= me then
-    forwarded = forwarded + 1
-    if not parts[node] then
-      parts[node] = {}
-      table.insert(order, node)
-    end
-  end
+  local node = cur and string.sub(cur, 1, string.find(cur, '|', 1, true) - 1) or ''
+  nodes[i + 1] = node
+  if node ~= nodes[2] then same = false end
 end
-local heard = {}
-if #order == 1 and forwarded == #KEYS then
-  heard[order[1]] = redis.call('PUBLISH', prefix .. order[1], message)
-elseif #order > 0 then
-  local pos = 1
-  for i = 1, #KEYS do
-    local size = tonumber(ARGV[i + 3])
-    local node = where[i]
-    if node and node ~= me then
-      table.insert(parts[node], string.sub(message, pos, pos + size - 1))
-    end
-    pos = pos + size
-  end
-  for _, node in ipairs(order) do
-    heard[node] = redis.call('PUBLISH', prefix .. node, table.concat(parts[node]))
-  end
+if same and nodes[2] ~= '' and nodes[2] ~= me then
+  return {1, redis.call('PUBLISH', prefix .. nodes[2], ARGV[3])}
 end
-local out = {}
-for i = 1, #KEYS do
-  local node = where[i]
-  if not node then
-    out[i] = 3
-  elseif node == me then
-    out[i] = 2
-  elseif heard[node] > 0 then
-    out[i] = 1
-  else
-    out[i] = 0
-  end
-end
-return out
+return nodes
 """

@@ -51,14 +51,3 @@ def test_bare_json_arrays_of_earlier_versions_are_read() -> None:
 def test_a_message_that_does_not_add_up_is_refused(data: str) -> None:
     with pytest.raises(w.UnreadableMessage):
         w.unpack(data)
-
-
-def test_parts_joined_end_to_end_are_one_message() -> None:
-    parts = [message((k, d, q, [f"{d}{x}" for x in NASTY])) for k, d, q in
-             (("k", NASTY[0], True), (NASTY[2], "d", False), ("k", "", True))]
-    parts.append(w.pack([w.moved_entry("k", NASTY[1])], []))
-    joined = [e for p in parts for e in w.unpack(p)]
-    assert w.unpack("".join(parts)) == joined
-    assert len(joined) == 4
-    with pytest.raises(w.UnreadableMessage):  # a part cut short is still refused
-        w.unpack("".join(parts)[:-1])
