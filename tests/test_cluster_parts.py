@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -17,6 +16,7 @@ from signalling.decisions import Claim
 from signalling.hub import Limits
 from signalling.protocol import parse_client_frame
 from tests.services import REDIS_URL, redis_reachable
+from tests.waiting import until
 
 
 class Recorder:
@@ -34,14 +34,6 @@ class Recorder:
         if frame is not None:
             await self.deliver(frame)
         self.closed = code
-
-
-async def until(check: object, timeout: float = 5.0) -> None:
-    """Poll ``check()`` until true."""
-    deadline = time.monotonic() + timeout
-    while not check():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 # --- the batcher ----------------------------------------------------------------------
@@ -142,10 +134,7 @@ async def test_a_nul_in_an_id_cannot_forge_a_queued_frame_or_its_expire(hubs: tu
     frame = json.dumps({"type": "OFFER", "dst": "late\x00x", "payload": "a\x00b|c"})
     await h1.relay(sender, parse_client_frame(frame))
     queue = h1.names.queue("k", "late\x00x")
-    deadline = time.monotonic() + 5
-    while not await h1._redis.llen(queue):  # handed to Redis by the flusher
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
+    await until(lambda: h1._redis.llen(queue))  # handed to Redis by the flusher
     late = Recorder("k", "late\x00x")
     assert await h2.register(late, LIMITS) is Claim.NEW
     await h2.flush_queue(late)

@@ -11,9 +11,18 @@ from websockets.asyncio.client import ClientConnection
 
 from signalling.protocol import Errors
 from tests.servers import LiveServer, manage
+from tests.test_metrics import scrape
+from tests.waiting import until
 from tests.wsclient import closed_with, join, open_socket, recv, send
 
 StartServer = Callable[..., AbstractContextManager[LiveServer]]
+
+
+def open_websockets(server: LiveServer) -> float:
+    """The server's own count of open websockets (``/metrics``)."""
+    samples = scrape(server)
+    return sum(v for (name, labels), v in samples.items()
+               if name == "peerhub_open_sockets" and ("transport", "websocket") in labels)
 
 
 def limit_counts(server: LiveServer) -> dict[str, int]:
@@ -32,9 +41,12 @@ async def test_sockets_per_address_are_bounded(start_server: StartServer) -> Non
         await send(peers[0], type="OFFER", dst="p1", payload="unaffected")
         assert (await recv(peers[1]))["payload"] == "unaffected"
         await peers[2].close()
-        await asyncio.sleep(0.3)
+        # the close reaches the server's count a moment later; joining before that would
+        # be refused (and counted as a second hit)
+        await until(lambda: open_websockets(server) == 2, in_thread=True)
         again = await join(server, "p3")
-        await asyncio.sleep(1.0)
+        # the recorder writes the hit on its next round; then it stays at one
+        await until(lambda: limit_counts(server).get("per-address"), in_thread=True)
         assert limit_counts(server).get("per-address") == 1
         for ws in (*peers[:2], again):
             await ws.close()
@@ -129,7 +141,7 @@ async def test_tokens_and_sdp_never_reach_the_log(start_server: StartServer) -> 
                 pass
         await a.close()
         await b.close()
-        await asyncio.sleep(0.5)
-        log = server.log()
+        # the access log line follows the response: wait for both requests' lines
+        log = await until(lambda: server.log().count("/offer") >= 2 and server.log())
         assert "/offer" in log  # the requests were logged...
         assert secret_token not in log and "SDP-SECRET" not in log  # ...without secrets

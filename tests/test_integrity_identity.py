@@ -11,21 +11,17 @@ from websockets.asyncio.client import ClientConnection
 
 from signalling.protocol import Errors
 from tests.servers import LiveServer
-from tests.wsclient import closed_with, join, nothing_arrives, open_socket, recv, send
+from tests.wsclient import (
+    closed_with,
+    join,
+    join_when_free,
+    nothing_arrives,
+    open_socket,
+    recv,
+    send,
+)
 
 NOT_HELD = {"type": "ERROR", "payload": {"msg": Errors.ID_NOT_HELD}}
-
-
-async def join_when_free(server: LiveServer, peer_id: str, token: str) -> ClientConnection:
-    """Join as ``peer_id`` once its LEAVE has been processed (ID-TAKEN until then)."""
-    deadline = time.monotonic() + 10
-    while True:
-        ws = await open_socket(server, peer_id, token)
-        first = await recv(ws)
-        if first == {"type": "OPEN"}:
-            return ws
-        assert first["type"] == "ID-TAKEN" and time.monotonic() < deadline, first
-        await ws.close()
 
 
 async def refused_as_old_holder(old: ClientConnection, dst: str) -> None:
