@@ -16,6 +16,8 @@ from tests.waiting import until
 from tests.wsclient import closed_with, join, open_socket, recv, send
 
 StartServer = Callable[..., AbstractContextManager[LiveServer]]
+OPEN = {"type": "OPEN"}
+RATE_REFUSAL = {"type": "ERROR", "payload": {"msg": Errors.IP_RATE}}
 
 
 def open_websockets(server: LiveServer) -> float:
@@ -53,13 +55,23 @@ async def test_sockets_per_address_are_bounded(start_server: StartServer) -> Non
 
 
 async def test_connection_rate_per_address_is_bounded(start_server: StartServer) -> None:
-    # Every connection counts, HTTP included: the start-up check's GET took one of 4.
+    # Every connection counts, HTTP included. From an address of its own, so that the
+    # start-up check's GETs (from 127.0.0.1, one or more) take none of its 4; and at
+    # once, since the bucket gains a token for every second the test takes.
+    address = "127.0.0.3"
     with start_server(CONNECT_RATE="1", CONNECT_BURST="4") as server:
-        peers = [await join(server, f"r{i}") for i in range(3)]
-        fast = await open_socket(server, "r3")
-        assert await recv(fast) == {"type": "ERROR", "payload": {"msg": Errors.IP_RATE}}
-        assert await closed_with(fast) == 1008
-        for ws in peers:
+        reader, writer = await asyncio.open_connection(server.host, server.port,
+                                                       local_addr=(address, 0))
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 200")
+        writer.close()
+        sockets = await asyncio.gather(*(open_socket(server, f"r{i}", local_addr=(address, 0))
+                                         for i in range(4)))
+        firsts = [await recv(ws) for ws in sockets]
+        refused = [ws for ws, first in zip(sockets, firsts, strict=True) if first != OPEN]
+        assert sorted(firsts, key=str) == sorted([OPEN] * 3 + [RATE_REFUSAL], key=str)
+        assert await closed_with(refused[0]) == 1008
+        for ws in sockets:
             await ws.close()
 
 
