@@ -119,6 +119,14 @@ def wait_until_serving(server: LiveServer, timeout: float = 60.0) -> None:
         if "peerhub: serving on" not in server.log() or server.process.poll() is not None:
             server.process.wait(10)
             raise RuntimeError("peerhub exited early")
+        # With WORKERS, the first worker's answer says nothing of the others: until each
+        # listens, the kernel hands every connection to the ones that do.
+        workers = int(server.env.get("WORKERS", "1") or "1")
+        deadline = time.monotonic() + timeout
+        while server.log().count("peerhub: serving on") < workers:
+            if server.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"not all {workers} workers started")
+            time.sleep(0.1)
     except (RuntimeError, subprocess.TimeoutExpired) as exc:
         log = server.log()
         if "peerhub: cannot listen on" in log:
