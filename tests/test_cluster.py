@@ -17,15 +17,7 @@ from signalling.protocol import Errors
 from tests.servers import LiveServer, free_port, manage
 from tests.services import PrivateRedis
 from tests.waiting import eventually, until
-from tests.wsclient import (
-    closed_with,
-    join,
-    join_when_free,
-    nothing_arrives,
-    open_socket,
-    recv,
-    send,
-)
+from tests.wsclient import closed_with, join, nothing_arrives, open_socket, recv, rejoin, send
 
 pytestmark = pytest.mark.cluster
 Cluster = Callable[..., list[LiveServer]]
@@ -84,7 +76,7 @@ async def test_key_limit_counts_the_whole_cluster(cluster: Cluster) -> None:
     assert await recv(third) == over_limit
     await b.close()
     # B's release crosses nodes first: until then the key's limit still counts it
-    again = await join_when_free(n1, "C", key=key, still_held=lambda f: f == over_limit)
+    again = await rejoin(n1, "C", key=key, still_held=lambda f: f == over_limit)
     for ws in (a, again):
         await ws.close()
 

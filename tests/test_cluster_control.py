@@ -12,7 +12,7 @@ import pytest
 
 from signalling.protocol import Errors
 from tests.servers import LiveServer, manage
-from tests.wsclient import closed_with, join, join_when_free, nothing_arrives, open_socket, recv
+from tests.wsclient import closed_with, join, nothing_arrives, open_socket, recv, rejoin
 
 pytestmark = pytest.mark.cluster
 Cluster = Callable[..., list[LiveServer]]
@@ -34,7 +34,7 @@ async def test_kick_from_django_code_reaches_the_peer_on_the_other_node(
     assert await closed_with(b) == 1008
     assert await nothing_arrives(a, 0.3)
     # the id was released (the release crosses nodes a moment after the close)
-    again = await join_when_free(n1, "B", token="fresh")
+    again = await rejoin(n1, "B", token="fresh")
     await again.close()
     await a.close()
 
@@ -65,7 +65,7 @@ async def test_a_ban_refuses_and_closes_the_address_on_every_node_until_lifted(
 
     # the unban reaches n2 through the channel layer a moment later
     banned = {"type": "ERROR", "payload": {"msg": Errors.BANNED}}
-    await (await join_when_free(n2, "Y", still_held=lambda f: f == banned)).close()
+    await (await rejoin(n2, "Y", still_held=lambda f: f == banned)).close()
 
 
 async def test_live_peers_lists_the_key_on_every_node(cluster: Cluster) -> None:

@@ -24,7 +24,7 @@ from websockets.exceptions import InvalidStatus
 from signalling.protocol import ID_PATTERN, Errors
 from tests.rawframes import client_frame
 from tests.servers import LiveServer, run_server
-from tests.wsclient import closed_with, join, join_when_free, open_socket, recv, send
+from tests.wsclient import closed_with, join, open_socket, recv, rejoin, send
 
 StartServer = Callable[..., AbstractContextManager[LiveServer]]
 
@@ -198,7 +198,7 @@ async def id_is_free_again(server: LiveServer, peer_id: str) -> None:
     The old socket's disconnect reaches the consumer asynchronously, so a first attempt
     racing it may still see ID-TAKEN.
     """
-    await (await join_when_free(server, peer_id, token=uid("other"))).close()
+    await (await rejoin(server, peer_id, token=uid("other"))).close()
 
 
 # --- the handshake and frames --------------------------------------------------------

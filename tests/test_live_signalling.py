@@ -14,15 +14,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from signalling.protocol import Errors
 from tests.servers import LiveServer, manage
-from tests.wsclient import (
-    closed_with,
-    join,
-    join_when_free,
-    nothing_arrives,
-    open_socket,
-    recv,
-    send,
-)
+from tests.wsclient import closed_with, join, nothing_arrives, open_socket, recv, rejoin, send
 
 StartServer = Callable[..., AbstractContextManager[LiveServer]]
 
@@ -187,7 +179,7 @@ async def test_id_is_freed_when_the_socket_closes(peerhub_server: LiveServer) ->
     a = await join(peerhub_server, a_id, token="first")
     await a.close()
     # the close reaches the server a moment later: well before ALIVE_TIMEOUT (60 s)
-    again = await join_when_free(peerhub_server, a_id, token="second", timeout=20)
+    again = await rejoin(peerhub_server, a_id, token="second", timeout=20)
     await again.close()
 
 
@@ -195,7 +187,7 @@ async def test_leave_without_dst_unregisters_the_sender(peerhub_server: LiveServ
     a_id = uid()
     a = await join(peerhub_server, a_id, token="first")
     await send(a, type="LEAVE")
-    other = await join_when_free(peerhub_server, a_id, token="second", timeout=20)
+    other = await rejoin(peerhub_server, a_id, token="second", timeout=20)
     await other.close()
     await a.close()
 
@@ -308,7 +300,7 @@ async def test_dead_socket_is_closed_and_id_freed_within_alive_timeout(
         assert await recv(ghost) == {"type": "OPEN"}
         ghost.transport.pause_reading()  # no pongs, no frames: a dead peer
         # ID-TAKEN until the dead socket is dropped, then OPEN (never without the timeout)
-        fresh = await join_when_free(server, "G", token="other", timeout=30)
+        fresh = await rejoin(server, "G", token="other", timeout=30)
         await fresh.close()
         ghost.transport.abort()
 

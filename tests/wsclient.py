@@ -69,7 +69,7 @@ def id_taken(frame: Any) -> bool:
     return isinstance(frame, dict) and frame.get("type") == "ID-TAKEN"
 
 
-async def join_when_free(server: LiveServer, peer_id: str, token: str = "tok",
+async def rejoin(server: LiveServer, peer_id: str, token: str = "tok",
                          key: str = "peerjs", still_held: Callable[[Any], bool] = id_taken,
                          timeout: float = TIMEOUT) -> ClientConnection:
     """Join as ``peer_id`` once the server has let its previous holder go.
