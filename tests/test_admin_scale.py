@@ -114,7 +114,7 @@ async def test_retention_prunes_old_closed_sessions_in_the_serving_process(
             left = {r[0] for r in query(server, "SELECT peer_id FROM signalling_peersession")}
             return None if "ancient-0" in left else left
 
-        left = await until(pruned, timeout=20, in_thread=True)
+        left = await until(pruned, in_thread=True)
         await ws.close()
     assert left >= {"ancient-live", "recent-closed"}
     assert not any(p.startswith("ancient-") and p != "ancient-live" for p in left)
