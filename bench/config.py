@@ -23,7 +23,7 @@ class Sizes:
     cpu_windows: int  # CPU readings (the median is reported)
     capacity_steps: tuple[int, ...]  # peer counts tried, in order
     capacity_hold: float  # seconds each step is held, heartbeating, before the check
-    cluster_reps: int
+    cluster_reps: int  # measured cross-node bursts (after one warm-up burst)
     slowdrip_reps: int = 3  # each: one write, one drip, one run of pongs
     capacity_concurrency: int = 50  # gentler than the connect test: holding is measured
     capacity_connect_timeout: float = 60.0  # seconds a handshake may take there
@@ -45,7 +45,7 @@ FULL = Sizes(
     latency_rate=2000, latency_seconds=5.0, latency_reps=3,
     cpu_peers=5000, cpu_window=10.0, cpu_windows=3,
     capacity_steps=(2500, 5000, 7500, 10000), capacity_hold=10.0,
-    cluster_reps=3,
+    cluster_reps=7,  # as many as burst_reps: the ratio divides one median by the other
 )
 
 QUICK = Sizes(

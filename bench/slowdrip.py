@@ -13,6 +13,14 @@ message (a CANDIDATE with a long payload), and the server's CPU time is read fro
 - **idle**: nothing sent for as long as the drip took: what the server spends anyway
   (timers, sweeps), which the drip's figure holds too and its ratio leaves out.
 
+Beside them, with no server at all, the **kernel floor**: the same writes read by a
+bare reader thread in this process (non-blocking socket, epoll, ``SO_RCVLOWAT`` set to
+what is missing, as the edge does), its thread's CPU against the same bytes in one
+write. On loopback each 10-byte write stays a segment of its own in the receive queue
+(it is a clone of the sender's unacknowledged buffer, which the kernel does not
+coalesce), and reading them costs the reader's kernel about 0.2 us each however few
+reads it makes: the ratio no server's reader can go below on this machine.
+
 A reader that copies its whole buffer on every read makes the drip cost grow with the
 square of the message size; one whose cost is linear in the bytes makes it about the
 pongs plus the one write; a server that also waits before reading a socket again that
@@ -24,7 +32,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import select
 import socket
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,6 +68,9 @@ class SlowDripResult:
     pongs: list[float] = field(default_factory=list)
     drip_wall: list[float] = field(default_factory=list)  # seconds each drip took
     idle: list[float] = field(default_factory=list)  # CPU over drip_wall, nothing sent
+    #: the kernel floor (no server): a bare reader thread's CPU, one write and drip
+    floor_one_write: list[float] = field(default_factory=list)
+    floor_drip: list[float] = field(default_factory=list)
 
 
 def big_message(dst: str, size: int = MESSAGE_SIZE) -> bytes:
@@ -75,6 +88,56 @@ def big_message(dst: str, size: int = MESSAGE_SIZE) -> bytes:
 def chunks(data: bytes, step: int = STEP) -> list[bytes]:
     """``data`` cut into pieces of ``step`` bytes (the last may be shorter)."""
     return [data[i:i + step] for i in range(0, len(data), step)]
+
+
+def send_paced(sock: socket.socket, pieces: list[bytes], pause: float) -> None:
+    """Write each piece on its own, pausing ``pause`` seconds after each."""
+    sleep = time.sleep
+    for piece in pieces:
+        sock.sendall(piece)
+        sleep(pause)
+
+
+def bare_reader_cpu(pieces: list[bytes], pause: float, timeout: float = 120.0) -> float:
+    """CPU seconds of a bare reader thread (epoll, SO_RCVLOWAT at what is missing, capped
+    at 64 KiB like the edge) that reads ``pieces``, written one by one on loopback."""
+    total = sum(len(p) for p in pieces)
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        srv.settimeout(timeout)
+        out: list[float] = []
+
+        def read() -> None:
+            conn, _ = srv.accept()
+            with conn, select.epoll() as ep:
+                conn.setblocking(False)
+                ep.register(conn.fileno(), select.EPOLLIN)
+                got = 0
+                started = time.thread_time()
+                while got < total:
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT,
+                                    min(total - got, 65536))
+                    if not ep.poll(timeout):
+                        raise TimeoutError("the bare reader got nothing")
+                    got += len(conn.recv(1 << 20))
+                out.append(time.thread_time() - started)
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        with socket.create_connection(srv.getsockname(), timeout=timeout) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            send_paced(sock, pieces, pause)
+            reader.join(timeout)
+    if not out:
+        raise TimeoutError("the bare reader did not finish")
+    return out[0]
+
+
+def measure_floor(result: SlowDripResult, frame: bytes, reps: int) -> None:
+    """The kernel floor, ``reps`` times: ``frame`` in one write, then in STEP bytes."""
+    pieces = chunks(frame)
+    for _ in range(reps):
+        result.floor_one_write.append(bare_reader_cpu([frame], 0.0))
+        result.floor_drip.append(bare_reader_cpu(pieces, PAUSE))
 
 
 class RawSender:
@@ -107,10 +170,7 @@ class RawSender:
 
     def send_paced(self, pieces: list[bytes], pause: float) -> None:
         """Write each piece on its own, pausing ``pause`` seconds after each."""
-        sock, sleep = self.sock, time.sleep
-        for piece in pieces:
-            sock.sendall(piece)
-            sleep(pause)
+        send_paced(self.sock, pieces, pause)
 
     def close(self) -> None:
         """Drop the connection."""
@@ -180,6 +240,8 @@ async def measure(workdir: Path, prefix: str, reps: int) -> dict[str, SlowDripRe
     hub = servers.start_peerhub(var_dir, migrate=fresh, **PEERHUB_ENV)
     with servers.running(hub):
         out[hub.name] = await measure_server(hub, f"{prefix}d", reps)
+    frame = w.client_frame(big_message(f"{prefix}d-b"))
+    await asyncio.to_thread(measure_floor, out[hub.name], frame, reps)
     with servers.running(servers.start_peerjs(workdir)) as ref:
         out[ref.name] = await measure_server(ref, f"{prefix}d", reps)
     return out
@@ -206,6 +268,12 @@ def rows(hub: SlowDripResult | None, ref: SlowDripResult | None) -> list[report.
         net = [d - i for d, i in zip(res.drip, res.idle, strict=True)]
         return report.times(stats.ratio(stats.median(net) * 1e3, med(res, "one_write")))
 
+    def floor() -> str:
+        if hub is None or not hub.floor_drip:
+            return report.NA
+        drip, one = stats.median(hub.floor_drip), stats.median(hub.floor_one_write)
+        return f"{report.times(stats.ratio(drip, one))} ({drip * 1e3:.1f} / {one * 1e3:.2f} ms)"
+
     writes = WRITES
     kib = MESSAGE_SIZE // 1024
     return [
@@ -217,4 +285,6 @@ def rows(hub: SlowDripResult | None, ref: SlowDripResult | None) -> list[report.
         ms_row("  idle for as long as the drip took, server CPU ms", "idle"),
         report.Row("  (slow drip - idle) / one write (issue 11 target: at most 2)",
                    drip_ratio(hub), drip_ratio(ref), "—"),
+        report.Row("  kernel floor, no server: a bare reader (epoll, SO_RCVLOWAT) of the same "
+                   "writes, drip / one write", floor(), floor(), "—"),
     ]

@@ -81,7 +81,7 @@ class AsgiCycle:
         self.sent = 0
         self.body_given = False
         self.keep = req.keep_alive
-        self.done: asyncio.Future[bool] | None = None  # made when receive() must wait
+        self.done: asyncio.Future[None] | None = None  # made when receive() must wait
 
     async def receive(self) -> Message:
         """ASGI receive: the body once, then ``http.disconnect`` when it is over."""
@@ -92,11 +92,8 @@ class AsgiCycle:
         if not self.finished and not self.conn.closing:
             if self.done is None:
                 self.done = self.conn.loop.create_future()
-            lost: asyncio.Future[bool] = self.conn.loop.create_task(self.conn.lost.wait())
-            try:
-                await asyncio.wait([lost, self.done], return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                lost.cancel()
+            await asyncio.wait([self.conn.when_lost(), self.done],
+                               return_when=asyncio.FIRST_COMPLETED)
         return {"type": "http.disconnect"}
 
     async def send(self, message: Message) -> None:
@@ -122,7 +119,7 @@ class AsgiCycle:
         if not more:
             self.finished = True
             if self.done is not None and not self.done.done():
-                self.done.set_result(True)
+                self.done.set_result(None)
 
     def _start(self, body: bytes, more: bool) -> bytes:
         """The response head, once the first body message says how to frame it."""

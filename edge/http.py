@@ -26,7 +26,7 @@ import httptools
 
 from edge.clientaddr import client_address
 from edge.types import ASGI_VERSION, Scope
-from edge.websocket import WebSocket, refusal_frame
+from edge.websocket import EXTENSIONS, WebSocket, refusal_frame
 from peerhub import wsframes as wf
 from peerhub.proxy import BadProxyHeader
 
@@ -45,6 +45,11 @@ WS_SCOPE_HEADERS = frozenset({b"host", b"origin", b"user-agent", b"x-forwarded-f
 LINGER_SECONDS = 2.0
 #: Seconds a connection refused by the per-address limits may take to send its head.
 REFUSED_TIMEOUT = 2.0
+#: Request headers whose first value the head's checks and the upgrade read (one pass
+#: over the headers notes them all: each later look-up is a dict's, not a scan).
+NOTED_HEADERS = frozenset({b"content-length", b"transfer-encoding", b"expect",
+                           b"upgrade", b"connection", b"sec-websocket-key",
+                           b"sec-websocket-version"})
 REASONS = {400: "Bad Request", 403: "Forbidden", 404: "Not Found", 408: "Request Timeout",
            413: "Content Too Large", 429: "Too Many Requests",
            431: "Request Header Fields Too Large", 500: "Internal Server Error",
@@ -63,8 +68,8 @@ class RequestRefused(Exception):
 class Request:
     """One parsed request: its head, its whole body (bounded) and how it wants to end."""
 
-    __slots__ = ("method", "target", "path", "query", "version", "headers", "body",
-                 "keep_alive", "upgrade", "client", "scheme")
+    __slots__ = ("method", "target", "path", "query", "version", "headers", "_noted",
+                 "ws_keys", "body", "keep_alive", "upgrade", "client", "scheme")
 
     def __init__(self) -> None:
         self.method = ""
@@ -73,6 +78,8 @@ class Request:
         self.query = b""
         self.version = "1.1"
         self.headers: list[tuple[bytes, bytes]] = []
+        self._noted: dict[bytes, bytes] | None = None
+        self.ws_keys = 0  # Sec-WebSocket-Key headers seen (by ``noted``)
         self.body: list[bytes] = []
         self.keep_alive = True
         self.upgrade = False
@@ -85,6 +92,21 @@ class Request:
             if key == name:
                 return value
         return None
+
+    @property
+    def noted(self) -> dict[bytes, bytes]:
+        """The first value of each of NOTED_HEADERS present (one pass over the headers,
+        made once; ``ws_keys`` counts the Sec-WebSocket-Key headers on the way)."""
+        if self._noted is None:
+            noted: dict[bytes, bytes] = {}
+            for name, value in self.headers:
+                if name in NOTED_HEADERS:
+                    if name not in noted:
+                        noted[name] = value
+                    if name == b"sec-websocket-key":
+                        self.ws_keys += 1
+            self._noted = noted
+        return self._noted
 
     def http_scope(self, server: tuple[str, int]) -> Scope:
         """The ASGI HTTP scope of this request."""
@@ -110,11 +132,18 @@ def plain(status: int, text: str, close: bool = True,
 
 def websocket_key(req: Request) -> bytes | None:
     """The Sec-WebSocket-Key of a valid version-13 GET upgrade, else None."""
-    return wf.upgrade_key(req.method, req.header)
+    return wf.upgrade_key(req.method, req.noted.get)
 
 
 class HttpConnection(asyncio.Protocol):
     """One TCP (or TLS) connection until it closes or becomes a websocket."""
+
+    # Slots: one of these is made for every connection the edge accepts.
+    __slots__ = ("edge", "listener", "limits", "parser", "loop", "peer", "_server",
+                 "refused", "released", "current", "head_size", "body_size", "queue",
+                 "busy", "closing", "paused", "timer", "drain_waiter", "write_paused",
+                 "task", "upgrade_rest", "upgrade_paused", "served", "is_lost", "_lost",
+                 "transport")
 
     transport: asyncio.Transport
 
@@ -125,7 +154,7 @@ class HttpConnection(asyncio.Protocol):
         #: The parser holds this protocol (its callbacks): dropped at the end or the
         #: upgrade, so that no reference cycle outlives the connection.
         self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
-        self.loop = asyncio.get_running_loop()
+        self.loop = edge.loop or asyncio.get_running_loop()
         self.peer: tuple[str, int] = ("", 0)
         self._server: tuple[str, int] | None = None
         self.refused: str | None = None  # the admission's refusal text
@@ -142,7 +171,10 @@ class HttpConnection(asyncio.Protocol):
         self.write_paused = False
         self.task: asyncio.Task[None] | None = None
         self.upgrade_rest: bytes | None = None
-        self.lost = asyncio.Event()
+        self.upgrade_paused = False  # reading paused until the upgrade's turn comes
+        self.served = False  # a response was sent (the next head's deadline starts anew)
+        self.is_lost = False
+        self._lost: asyncio.Future[None] | None = None  # made when someone waits for it
 
     # --- connection events ------------------------------------------------------------
 
@@ -162,7 +194,9 @@ class HttpConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
         self.parser = None
-        self.lost.set()
+        self.is_lost = True
+        if self._lost is not None and not self._lost.done():
+            self._lost.set_result(None)
         self._cancel_timer()
         self.edge.connections.discard(self)
         self.release()
@@ -170,6 +204,15 @@ class HttpConnection(asyncio.Protocol):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
         self.edge.connection_closed(self)
+
+    def when_lost(self) -> asyncio.Future[None]:
+        """A future done when the connection is lost (one per connection, made on the
+        first call: most connections never need it)."""
+        if self._lost is None:
+            self._lost = self.loop.create_future()
+            if self.is_lost:
+                self._lost.set_result(None)
+        return self._lost
 
     @property
     def server(self) -> tuple[str, int]:
@@ -220,7 +263,8 @@ class HttpConnection(asyncio.Protocol):
     # --- deadlines --------------------------------------------------------------------
 
     def _deadline(self, seconds: float) -> None:
-        self._cancel_timer()
+        if self.timer is not None:
+            self.timer.cancel()
         self.timer = self.loop.call_later(seconds, self._expired)
 
     def _cancel_timer(self) -> None:
@@ -249,7 +293,9 @@ class HttpConnection(asyncio.Protocol):
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
             self.upgrade_rest = data[upgrade.args[0]:]
-            self.transport.pause_reading()
+            if self.busy or len(self.queue) > 1:  # requests before it are answered first
+                self.upgrade_paused = True
+                self.transport.pause_reading()
             self._next()
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
@@ -258,27 +304,32 @@ class HttpConnection(asyncio.Protocol):
         except httptools.HttpParserError as exc:
             logger.info("malformed request from %s: %s", self.peer[0], exc)
             self._refuse(RequestRefused(400, "Bad Request"))
-
-    def _count_head(self, n: int) -> None:
-        self.head_size += n
-        if self.head_size > self.limits.max_head_size:
-            raise RequestRefused(431, "Request Header Fields Too Large")
+        else:
+            if self.queue and not self.busy:
+                self._next()  # the parser has returned: answer what it completed
 
     def on_message_begin(self) -> None:
         self.current = Request()
         self.head_size = 1  # not idle any more, even before the first byte is counted
         self.body_size = 0
-        if not self.queue and not self.busy:
+        if self.served and not self.queue and not self.busy:
             # bytes of the next request on a kept-alive connection: its head deadline
+            # (the first request's runs from the accept)
             self._deadline(self.limits.head_timeout)
 
+    # The head is counted as the parser reads it (inline: these run for every header).
+
     def on_url(self, url: bytes) -> None:
-        self._count_head(len(url) + 16)
+        self.head_size += len(url) + 16
+        if self.head_size > self.limits.max_head_size:
+            raise RequestRefused(431, "Request Header Fields Too Large")
         assert self.current is not None
         self.current.target += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._count_head(len(name) + len(value) + 4)
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > self.limits.max_head_size:
+            raise RequestRefused(431, "Request Header Fields Too Large")
         assert self.current is not None
         self.current.headers.append((name.lower(), value))
 
@@ -295,16 +346,12 @@ class HttpConnection(asyncio.Protocol):
         req.keep_alive = parser.should_keep_alive()
         req.upgrade = bool(parser.should_upgrade())
         raw_path, _, req.query = req.target.partition(b"?")
-        req.path = unquote(raw_path.decode("latin-1"))
-        seen_key = False
-        length: bytes | None = None
-        for name, value in req.headers:
-            if name == b"sec-websocket-key":
-                if seen_key:
-                    raise RequestRefused(400, "Bad Request: repeated Sec-WebSocket-Key")
-                seen_key = True
-            elif name == b"content-length":
-                length = value
+        path = raw_path.decode("latin-1")
+        req.path = unquote(path) if "%" in path else path
+        noted = req.noted
+        if req.ws_keys > 1:
+            raise RequestRefused(400, "Bad Request: repeated Sec-WebSocket-Key")
+        length = noted.get(b"content-length")
         try:
             req.client, scheme = client_address(self.peer, req.headers,
                                                 self.edge.options.trusted_proxies)
@@ -316,9 +363,9 @@ class HttpConnection(asyncio.Protocol):
             raise RequestRefused(413, "Content Too Large")
         if not self.busy and not self.queue and (
                 (length is not None and length != b"0")
-                or req.header(b"transfer-encoding") is not None):
+                or b"transfer-encoding" in noted):
             self._deadline(self.limits.body_timeout)  # a body to wait for
-        if req.header(b"expect") == b"100-continue" and not self.busy:
+        if noted.get(b"expect") == b"100-continue" and not self.busy:
             self.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def on_body(self, body: bytes) -> None:
@@ -337,8 +384,8 @@ class HttpConnection(asyncio.Protocol):
             self.paused = True
             self.transport.pause_reading()
         if not self.busy:
-            self._cancel_timer()
-            self.loop.call_soon(self._next)  # after the parser returns
+            if self.timer is not None:
+                self._cancel_timer()  # data_received answers it once the parser returns
 
     # --- answering --------------------------------------------------------------------
 
@@ -408,7 +455,7 @@ class HttpConnection(asyncio.Protocol):
             raise
         except Exception:  # a fault of the edge's own: this connection ends, no other
             logger.exception("%s %s: answering failed", req.method, req.path)
-            if not self.lost.is_set():
+            if not self.is_lost:
                 self.transport.write(plain(500, "Internal Server Error"))
             keep = False
         finally:
@@ -416,6 +463,7 @@ class HttpConnection(asyncio.Protocol):
             self.edge.log_request(req.client, req.method, req.target.decode("latin-1"),
                                   status, length)
         self.busy = False
+        self.served = True
         if not keep or not req.keep_alive or self.transport.is_closing():
             self.closing = True
             self.transport.close()
@@ -451,21 +499,28 @@ class HttpConnection(asyncio.Protocol):
         ws = WebSocket(edge, edge.options.websocket, self.transport,
                        self.websocket_scope(req), key, edge.ws_app, counted)
         self.transport.set_protocol(ws)
-        self.transport.resume_reading()
+        if self.upgrade_paused:
+            self.transport.resume_reading()
         if rest:
             ws.data_received(rest)
 
     def websocket_scope(self, req: Request) -> Scope:
         """The ASGI websocket scope for an upgrade request (as daphne built it)."""
         scheme = "wss" if req.scheme in ("https", "wss") else "ws"
-        subprotocols: list[str] = []
-        for name, value in req.headers:
-            if name == b"sec-websocket-protocol":
-                subprotocols += [s.strip() for s in value.decode("latin-1").split(",")
-                                 if s.strip()]
-        return {"type": "websocket", "asgi": ASGI_VERSION, "http_version": "1.1",
-                "scheme": scheme, "server": self.server, "client": req.client,
-                "root_path": "", "path": req.path, "raw_path": req.target.partition(b"?")[0],
-                "query_string": req.query,
-                "headers": [pair for pair in req.headers if pair[0] in WS_SCOPE_HEADERS],
-                "subprotocols": subprotocols}
+        headers = []
+        offered: list[str] = []
+        for pair in req.headers:
+            if pair[0] in WS_SCOPE_HEADERS:
+                headers.append(pair)
+                if pair[0] == b"sec-websocket-protocol":
+                    offered += [s.strip() for s in pair[1].decode("latin-1").split(",")
+                                if s.strip()]
+        subprotocols = tuple(offered)  # () when none is offered: no empty list per socket
+        # Ten keys: a dict of up to ten takes 272 bytes, of eleven or twelve 464, and this
+        # one lives as long as the socket. ``http_version`` ("1.1"), ``root_path`` ("")
+        # and ``raw_path`` are left out: the ASGI spec makes all three optional (the
+        # first two with exactly those defaults), and no PeerJS application reads them.
+        return {"type": "websocket", "asgi": ASGI_VERSION, "scheme": scheme,
+                "server": self.server, "client": req.client, "path": req.path,
+                "query_string": req.query, "headers": headers,
+                "subprotocols": subprotocols, "extensions": EXTENSIONS}

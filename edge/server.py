@@ -60,13 +60,15 @@ class Edge:
         self.sockets: set[WebSocket] = set()
         self._servers: list[asyncio.Server] = []
         self._sweeper: asyncio.Task[None] | None = None
+        #: The loop the listeners serve on (set by the first :meth:`serve`).
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     # --- lifecycle --------------------------------------------------------------------
 
     async def serve(self, sock: socket.socket, backlog: int, *, public: bool = True,
                     tls: ssl.SSLContext | None = None) -> None:
         """Serve on an already listening socket (asyncio listens again with ``backlog``)."""
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
         listener = Listener(public, "https" if tls is not None else "http")
         server = await loop.create_server(
             lambda: HttpConnection(self, listener), sock=sock, backlog=backlog, ssl=tls,
@@ -98,6 +100,8 @@ class Edge:
                 await asyncio.wait(pending, timeout=1.0)
         if self.upstream is not None:
             self.upstream.close()
+        if self.access_log is not None:
+            self.access_log.flush()
 
     # --- admission --------------------------------------------------------------------
 

@@ -15,25 +15,30 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from typing import Protocol
 
+from edge import trickle
 from edge.options import WebSocketOptions
 from edge.types import ASGIApp, Message, Scope
 from peerhub import wsframes as wf
-from signalling.ratelimit import TokenBucket
+from signalling.ratelimit import SHARED_BUCKET, TokenBucket
 
 logger = logging.getLogger(__name__)
 
+#: ``scope["extensions"]`` of every websocket (one shared, read-only dict).
+EXTENSIONS: dict[str, dict[str, object]] = {SHARED_BUCKET: {}}
 SENDABLE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011})
 #: Received messages waiting for the application before reading from the socket pauses.
 HIGH_WATER = 256
 LOW_WATER = 64
 #: Seconds a closing socket waits for the client's close frame.
 CLOSE_TIMEOUT = 5.0
-#: A read this small that leaves a frame unfinished is a trickle (browsers write each
-#: frame whole): the socket is then read again only after DRIP_PAUSE seconds, so that a
-#: sender dripping a frame in tiny writes costs reads per DRIP_PAUSE, not per write.
+#: Where SO_RCVLOWAT cannot be used (:mod:`edge.trickle`: TLS, not Linux), a read this
+#: small that leaves a frame unfinished is a trickle (browsers write each frame whole):
+#: the socket is then read again only after DRIP_PAUSE seconds, so that a sender
+#: dripping a frame in tiny writes costs reads per DRIP_PAUSE, not per write.
 DRIP_READ = 512
 DRIP_PAUSE = 0.05
 
@@ -64,7 +69,7 @@ class WebSocket(asyncio.Protocol):
     __slots__ = ("host", "options", "transport", "scope", "key", "state", "reader", "events",
                  "waiter", "paused", "seen", "ping_sent", "close_code", "_close_timer",
                  "_limit", "_out", "_loop", "task", "_counted_ip", "_bucket", "_frames_seen",
-                 "_drip_timer")
+                 "_drip_timer", "_lowat", "_lowsock")
 
     def __init__(self, host: SocketHost, options: WebSocketOptions,
                  transport: asyncio.Transport, scope: Scope, key: bytes,
@@ -90,9 +95,15 @@ class WebSocket(asyncio.Protocol):
         self._bucket: TokenBucket | None = None  # made at the first frame it must count
         self._frames_seen = 0
         self._drip_timer: asyncio.TimerHandle | None = None
+        self._lowat = trickle.EVERY_BYTE  # the socket's SO_RCVLOWAT; -1: not available
+        self._lowsock: socket.socket | None = None  # found when first needed
         host.sockets.add(self)
-        self.task: asyncio.Task[None] | None = self._loop.create_task(
-            self._run(application))
+        # The application's own coroutine is the task (no wrapper coroutine: each frame
+        # in the chain stays alive, about 240 bytes, for as long as the peer is
+        # connected); its end is handled by _application_done.
+        self.task: asyncio.Future[None] | None = asyncio.ensure_future(
+            application(scope, self.receive, self.send), loop=self._loop)
+        self.task.add_done_callback(self._application_done)
 
     # --- from the socket --------------------------------------------------------------
 
@@ -103,12 +114,11 @@ class WebSocket(asyncio.Protocol):
         except wf.WebSocketError as exc:
             self._fail(exc.code, exc.reason)
             return
-        if self.options.frame_rate and not self._frames_within_rate(frames):
+        if (self.options.frame_rate or self._bucket is not None) and \
+                not self._frames_within_rate(frames):
             return
-        if len(data) < DRIP_READ and self._drip_timer is None and \
-                getattr(self.reader, "buffered", False):
-            self.transport.pause_reading()
-            self._drip_timer = self._loop.call_later(DRIP_PAUSE, self._drip_resume)
+        if self.reader.missing or self._lowat > trickle.EVERY_BYTE:
+            self._trickled(len(data))
         for opcode, payload in frames:
             if opcode == wf.OP_TEXT:
                 if self.state != OPEN:
@@ -132,10 +142,13 @@ class WebSocket(asyncio.Protocol):
 
     def _frames_within_rate(self, out: list[tuple[int, bytes]]) -> bool:
         """Charge every frame that is not a whole data message (pings, pongs, empty and
-        other fragments) to the frame bucket; close 1008 past it.
+        other fragments) to the socket's bucket; close 1008 past it.
 
-        Whole messages are the application's to count (the PeerJS consumer's message
-        rate); the rest would otherwise make the server work for free.
+        Whole messages are the application's to count; the rest would otherwise make
+        the server work for free. The bucket is the application's own message bucket
+        once it shared it (:data:`SHARED_BUCKET`: the PeerJS consumer does, so that a
+        peer has one rate for messages and pongs together); until then one of the
+        edge's, at ``frame_rate``.
         """
         read = getattr(self.reader, "frames_read", None)
         if read is None:  # a FrameReader without the counter: the frames it returned
@@ -158,6 +171,30 @@ class WebSocket(asyncio.Protocol):
                     self.transport.write(refusal_frame(self.options.rate_error))
                 self._fail(wf.CLOSE_POLICY, "rate limit")
                 return False
+        return True
+
+    def _trickled(self, size: int) -> None:
+        """After a read of ``size`` bytes that left a frame unfinished, or finished the
+        one that was: wake for this socket only when the frame can be finished
+        (:mod:`edge.trickle`), or, without SO_RCVLOWAT, hold a trickling socket."""
+        missing = self.reader.missing
+        if self._lowat >= 0 and self._low_water(trickle.wake_threshold(missing)):
+            return
+        if missing and size < DRIP_READ and self._drip_timer is None:
+            self.transport.pause_reading()
+            self._drip_timer = self._loop.call_later(DRIP_PAUSE, self._drip_resume)
+
+    def _low_water(self, level: int) -> bool:
+        """Set the socket's SO_RCVLOWAT to ``level``; False if it cannot be set here."""
+        if level == self._lowat:
+            return True
+        sock = self._lowsock
+        if sock is None:
+            sock = self._lowsock = trickle.low_water_socket(self.transport)
+        if sock is None or not trickle.set_low_water(sock, level):
+            self._lowat = -1
+            return False
+        self._lowat = level
         return True
 
     def _drip_resume(self) -> None:
@@ -212,6 +249,10 @@ class WebSocket(asyncio.Protocol):
             self.seen = False
             self.ping_sent = 0.0
         elif self.state == OPEN:
+            if self._lowat > trickle.EVERY_BYTE:
+                # bytes of an unfinished frame may be waiting below the low-water mark:
+                # read them, so that a slow but live link counts as seen
+                self._low_water(trickle.EVERY_BYTE)
             if not self.ping_sent:
                 self.ping_sent = now
                 self._queue(wf.encode_frame(wf.OP_PING, b""))
@@ -296,6 +337,10 @@ class WebSocket(asyncio.Protocol):
                 self._queue(wf.encode_frame(wf.OP_TEXT, text.encode()))
             else:
                 self._queue(wf.encode_frame(wf.OP_BINARY, message.get("bytes") or b""))
+        elif kind == SHARED_BUCKET:
+            self._bucket = message["bucket"]
+            # frames read so far were charged (or not limited) already
+            self._frames_seen = self.reader.frames_read
         elif kind == "websocket.accept":
             self._accept(message)
         elif kind == "websocket.close":
@@ -325,17 +370,17 @@ class WebSocket(asyncio.Protocol):
             self.close_code = code
             self._close_timer = self._loop.call_later(CLOSE_TIMEOUT, self.transport.abort)
 
-    async def _run(self, application: ASGIApp) -> None:
-        code = 1000
-        try:
-            await application(self.scope, self.receive, self.send)
-        except asyncio.CancelledError:
+    def _application_done(self, task: asyncio.Future[None]) -> None:
+        """The application returned, failed or was cancelled: close if it did not."""
+        self.task = None
+        if task.cancelled():
             code = 1001
-            raise
-        except Exception:
-            logger.exception("websocket application failed")
-            code = 1011
-        finally:
-            self.task = None
-            if self.state in (CONNECTING, OPEN):
-                self._close(code, "")
+        else:
+            exc = task.exception()
+            if exc is None:
+                code = 1000
+            else:
+                logger.error("websocket application failed", exc_info=exc)
+                code = 1011
+        if self.state in (CONNECTING, OPEN):
+            self._close(code, "")

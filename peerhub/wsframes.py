@@ -58,7 +58,10 @@ def header_has_token(value: bytes | None, token: bytes) -> bool:
     """Tell whether a comma-separated header value holds ``token`` (any case)."""
     if value is None:
         return False
-    return any(part.strip().lower() == token for part in value.split(b","))
+    value = value.lower()
+    if value == token:  # the usual header: the token alone
+        return True
+    return any(part.strip() == token for part in value.split(b","))
 
 
 def upgrade_key(method: str, header: Callable[[bytes], bytes | None]) -> bytes | None:
@@ -192,6 +195,11 @@ class FrameReader:
     def buffered(self) -> int:
         """Bytes received that wait for the rest of their frame (0: none)."""
         return len(self._buf)
+
+    @property
+    def missing(self) -> int:
+        """Bytes the frame in progress still lacks before it can be parsed (0: none)."""
+        return self._need - len(self._buf) if self._buf else 0
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, bytes]]:
         """Consume ``data``; return the complete messages and control frames in it."""

@@ -25,7 +25,7 @@ from signalling.hub import Limits
 from signalling.keywatch import ensure_key_watcher
 from signalling.metrics import INVALID_KEY, ORIGIN, client_address, limit_hit
 from signalling.node import get_node
-from signalling.ratelimit import TokenBucket
+from signalling.ratelimit import SHARED_BUCKET, TokenBucket
 from signalling.runtime import get_hub
 from signalling.sessions import SessionInfo, get_recorder
 
@@ -184,6 +184,9 @@ class PeerConsumer(AsyncConsumer):
         self.queue_limit = tenant.queue_limit
         rate, burst = tenant.message_rate(self.cfg.rate_limit, self.cfg.rate_burst)
         self._bucket = TokenBucket(rate, burst, time.monotonic())
+        if SHARED_BUCKET in (self.scope.get("extensions") or ()):
+            # the edge charges this peer's pongs and fragments to the same bucket
+            await self._send({"type": SHARED_BUCKET, "bucket": self._bucket})
         self._start_session(tenant)
         ensure_key_watcher()
         if claim is Claim.NEW:

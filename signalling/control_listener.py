@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from apikeys.tenants import forget_cached
 from signalling.control import GROUP, load_bans
+from signalling.looptasks import runs_on_a_running_loop
 from signalling.protocol import Errors, error_frame
 
 if TYPE_CHECKING:
@@ -48,9 +49,9 @@ class ControlListener:
 
     def start(self) -> None:
         """Start listening on the running loop (idempotent)."""
-        loop = asyncio.get_running_loop()
-        if self._tasks and not self._tasks[0].done() and self._tasks[0].get_loop() is loop:
+        if self._tasks and runs_on_a_running_loop(self._tasks[0]):
             return
+        loop = asyncio.get_running_loop()
         self.joined = asyncio.Event()
         self._tasks = [loop.create_task(self._listen_forever(), name="peerhub-control"),
                        loop.create_task(self._reconcile_forever(),

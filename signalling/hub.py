@@ -16,6 +16,7 @@ from typing import Protocol
 
 from signalling.decisions import Claim, Route, decide_claim, decide_route
 from signalling.errors import NodeDraining
+from signalling.looptasks import runs_on_a_running_loop
 from signalling.metrics import limit_hit
 from signalling.offline import OfflineQueue, QueueFull, SenderQueueFull
 from signalling.protocol import ClientMessage, Errors, error_frame, expire_frame, relay_message
@@ -188,11 +189,10 @@ class LocalHub:
     # --- expiry ---------------------------------------------------------------------
 
     def _ensure_sweeper(self) -> None:
-        loop = asyncio.get_running_loop()
-        if self._sweeper is not None and not self._sweeper.done():
-            if self._sweeper.get_loop() is loop:
-                return
-        self._sweeper = loop.create_task(self._sweep_forever(), name="peerhub-expiry")
+        if runs_on_a_running_loop(self._sweeper):
+            return
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_forever(),
+                                                               name="peerhub-expiry")
 
     async def _sweep_forever(self) -> None:
         while True:

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from apikeys.models import ApiKey
 from apikeys.tenants import forget_cached
+from signalling.looptasks import runs_on_a_running_loop
 from signalling.protocol import Errors, error_frame
 from signalling.runtime import get_hub
 
@@ -82,8 +83,7 @@ class KeyWatcher:
 
     def ensure_started(self) -> None:
         """Start the watcher on the running loop unless it already runs there."""
-        task = self._task
-        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+        if runs_on_a_running_loop(self._task):
             return
         self._task = asyncio.get_running_loop().create_task(self._run(), name="peerhub-keywatch")
 

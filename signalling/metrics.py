@@ -19,6 +19,8 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
+from signalling.looptasks import runs_on_a_running_loop
+
 if TYPE_CHECKING:
     from signalling.sessions import SessionInfo
 
@@ -100,13 +102,13 @@ class Metrics:
 
     def ensure_started(self) -> None:
         """Start the lag sampler in the running loop if it is not running there."""
+        if runs_on_a_running_loop(self._lag_task):
+            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return
-        task = self._lag_task
-        if task is None or task.done() or task.get_loop() is not loop:
-            self._lag_task = loop.create_task(self._sample_lag(), name="peerhub-loop-lag")
+        self._lag_task = loop.create_task(self._sample_lag(), name="peerhub-loop-lag")
 
     async def stop(self) -> None:
         """Stop the lag sampler."""

@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+#: The ASGI extension by which a websocket server offers to charge the frames that are
+#: not whole messages (pings, pongs, fragments) to the application's per-peer message
+#: bucket. The server lists it in ``scope["extensions"]``; the application then sends
+#: ``{"type": SHARED_BUCKET, "bucket": TokenBucket}`` once, so that a peer has one rate
+#: for everything it sends. Without it (Channels' test communicator, daphne) the
+#: application counts its messages alone.
+SHARED_BUCKET = "peerhub.shared_bucket"
+
 
 class TokenBucket:
     """Allows ``rate`` events per second on average and up to ``burst`` at once."""

@@ -196,3 +196,56 @@ async def test_a_message_to_a_peer_on_the_other_hub_crosses_and_leave_unregister
     assert b.frames == [{"type": "ANSWER", "src": "a", "dst": "b", "payload": {"x": 1}}]
     await h2.relay(b, parse_client_frame(json.dumps({"type": "LEAVE"})))
     assert await h1.peer_ids("k") == ["a"]
+
+
+async def test_a_burst_across_hubs_arrives_in_order_per_sender_server_frames_included(
+        hubs: tuple) -> None:
+    h1, h2 = hubs
+    senders = [Recorder("k", f"s\x00{i}:é") for i in range(4)]
+    dsts = [Recorder("k", f"d{i}]\"") for i in range(3)]
+    for ep in senders:
+        assert await h1.register(ep, LIMITS) is Claim.NEW
+    for ep in dsts:
+        assert await h2.register(ep, LIMITS) is Claim.NEW
+    for n in range(30):  # one flush or several: the order per sender must hold
+        for s in senders:
+            for d in dsts:
+                await h1.relay(s, parse_client_frame(json.dumps(
+                    {"type": "CANDIDATE", "dst": d.peer_id, "payload": {"n": n, "x": "\x00"}})))
+        if n == 10:  # a server frame (never queued) between relays keeps its place
+            await h1.send_to("k", dsts[0].peer_id, json.dumps({"type": "EXPIRE", "src": "z"}))
+    await until(lambda: all(len(d.frames) >= 120 for d in dsts) and len(dsts[0].frames) == 121)
+    for d in dsts:
+        for s in senders:
+            got = [f["payload"]["n"] for f in d.frames if f.get("src") == s.peer_id]
+            assert got == list(range(30))
+    first = dsts[0].frames
+    expire_at = first.index({"type": "EXPIRE", "src": "z"})
+    assert [f["payload"]["n"] for f in first[:expire_at]] == [n for n in range(11)
+                                                              for _ in senders]
+
+
+async def test_frames_for_a_peer_that_left_before_they_arrived_wait_for_it(
+        hubs: tuple) -> None:
+    from signalling import nodewire as wire
+
+    h1, h2 = hubs
+    frames = [json.dumps({"type": "OFFER", "src": "a\x00", "dst": "gone", "payload": n})
+              for n in range(3)]
+    # As if h1 had found "gone" on h2 and it left before h2 read the message.
+    await h2._on_node_message(wire.pack([wire.frames_entry("k", "gone", True, frames)],
+                                        frames))
+    queue = h2.names.queue("k", "gone")
+    await until_async(lambda: h2._redis.llen(queue), 3)
+    back = Recorder("k", "gone")
+    assert await h1.register(back, LIMITS) is Claim.NEW
+    await h1.flush_queue(back)
+    assert [f["payload"] for f in back.frames] == [0, 1, 2]
+
+
+async def until_async(read: object, want: object, timeout: float = 5.0) -> None:
+    """Poll the coroutine function ``read`` until it returns ``want``."""
+    deadline = time.monotonic() + timeout
+    while await read() != want:  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)

@@ -1,5 +1,7 @@
-"""A frame trickled in tiny writes: the edge reads such a socket at most every
-DRIP_PAUSE seconds (not once per write), and the message still arrives whole and soon.
+"""A frame trickled in tiny writes: the edge asks the kernel (SO_RCVLOWAT) to wake it
+only when the frame can be finished, or, where it cannot (TLS), reads such a socket at
+most every DRIP_PAUSE seconds; either way not once per write, the message still arrives
+whole and soon, and an honest client of the same server is served meanwhile.
 
 The edge (edge.server.Edge) runs in this test's event loop in front of the echo
 application of bench/echoserver.py; the client is a plain blocking socket in a thread,
@@ -21,29 +23,38 @@ import pytest
 
 from bench import echoserver
 from edge import http as edge_http
+from edge import trickle
 from edge import websocket as edge_ws
+from edge.server import Edge
 from peerhub import wsframes as wf
 from tests.rawframes import client_frame
+from tests.waiting import eventually
 
 WRITES = 1500  # 10-byte writes, one every PAUSE seconds or so
 PAUSE = 0.0005
 
 
 class Counted(edge_ws.WebSocket):
-    """The edge's websocket, noting each read it gets and whether it then held off."""
+    """The edge's websocket, noting each read it gets, whether it then held the socket
+    off (the fallback) and the SO_RCVLOWAT it then left set."""
 
     __slots__ = ()
-    reads: list[tuple[int, bool]] = []
+    reads: list[tuple[int, bool, int]] = []
+    by_socket: dict[int, list[tuple[int, bool, int]]] = {}
 
     def data_received(self, data: bytes) -> None:
         held = self._drip_timer is not None
         super().data_received(data)
-        Counted.reads.append((len(data), not held and self._drip_timer is not None))
+        read = (len(data), not held and self._drip_timer is not None, self._lowat)
+        Counted.reads.append(read)
+        Counted.by_socket.setdefault(id(self), []).append(read)
 
 
 @pytest.fixture
-async def echo_port(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
+async def echo_edge(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Edge, int]]:
+    """An echo edge whose websockets note their reads, and its port."""
     Counted.reads = []
+    Counted.by_socket = {}
     monkeypatch.setattr(edge_http, "WebSocket", Counted)
     server = echoserver.echo_edge()
     sock = socket.create_server(("127.0.0.1", 0))
@@ -51,9 +62,18 @@ async def echo_port(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
     port = sock.getsockname()[1]
     await server.serve(sock, backlog=16)
     try:
-        yield port
+        yield server, port
     finally:
         await server.shutdown(grace=1.0)
+
+
+@pytest.fixture(params=["low-water", "hold"])
+async def echo_port(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+                    echo_edge: tuple[Edge, int]) -> int:
+    """The echo edge's port; with "hold", as if SO_RCVLOWAT could not be used (TLS)."""
+    if request.param == "hold":
+        monkeypatch.setattr(trickle, "low_water_socket", lambda transport: None)
+    return echo_edge[1]
 
 
 def handshake(port: int) -> socket.socket:
@@ -94,25 +114,60 @@ def drip(port: int, payload: bytes, out: dict[str, Any]) -> None:
     sock.close()
 
 
-async def test_a_trickled_frame_is_read_in_few_reads_and_arrives_whole(echo_port: int) -> None:
+def honest(port: int, stop: threading.Event, out: dict[str, Any]) -> None:
+    """Echo round trips of small whole frames until ``stop``; their times in ``out``."""
+    sock = handshake(port)
+    times: list[float] = out.setdefault("round_trips", [])
+    while not stop.is_set() or not times:
+        payload = os.urandom(200)
+        started = time.monotonic()
+        sock.sendall(client_frame(wf.OP_BINARY, payload))
+        assert recv_frame(sock, len(payload)) == payload
+        times.append(time.monotonic() - started)
+        stop.wait(0.02)
+    sock.close()
+
+
+async def test_a_trickled_frame_is_read_in_few_reads_and_arrives_whole(
+        echo_port: int, request: pytest.FixtureRequest) -> None:
     payload = os.urandom(WRITES * 10 - 8)  # header (4) and mask (4) fill the first write
     out: dict[str, Any] = {}
-    thread = threading.Thread(target=drip, args=(echo_port, payload, out))
-    thread.start()
+    other: dict[str, Any] = {}
+    stop = threading.Event()
+    dripper = threading.Thread(target=drip, args=(echo_port, payload, out))
+    meanwhile = threading.Thread(target=honest, args=(echo_port, stop, other))
+    meanwhile.start()
+    dripper.start()
     deadline = time.monotonic() + 60
-    while thread.is_alive() and time.monotonic() < deadline:
+    while dripper.is_alive() and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
-    thread.join(1)
+    stop.set()
+    while meanwhile.is_alive() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    dripper.join(1)
+    meanwhile.join(1)
     assert out.get("echo") == payload
-    reads = len(Counted.reads)
-    holds = sum(held for _, held in Counted.reads)
-    # Read write by write, this would be about 1,500 reads; at most one small read and
-    # one larger one per DRIP_PAUSE it is about 2 * 1.5 s / 0.05 s = 60.
-    assert reads <= WRITES // 5, reads
-    assert 1 <= holds <= reads
+    # the dripping socket's reads: the one that received the most bytes
+    dripped = max(Counted.by_socket.values(), key=lambda reads: sum(r[0] for r in reads))
+    assert sum(r[0] for r in dripped) == WRITES * 10
+    reads = len(dripped)
+    if request.node.callspec.params["echo_port"] == "low-water":
+        # Woken only when the rest of the frame is there, or when the kernel's receive
+        # buffer fills with the tiny segments first: a few reads, not 1,500.
+        assert reads <= WRITES // 50, reads
+        assert any(level > trickle.EVERY_BYTE for _, _, level in dripped)
+        assert dripped[-1][2] == trickle.EVERY_BYTE  # reset once the frame is whole
+    else:
+        # Read write by write, this would be about 1,500 reads; at most one small read
+        # and one larger one per DRIP_PAUSE it is about 2 * 1.5 s / 0.05 s = 60.
+        assert reads <= WRITES // 5, reads
+        assert 1 <= sum(held for _, held, _ in dripped) <= reads
     # the message is not held back for long after its last byte (a busy machine allowed)
     waited = out["echoed"] - out["last_byte"]
     assert waited < edge_ws.DRIP_PAUSE + 2.0, waited
+    # the honest client's round trips went on during the drip, none held back
+    assert len(other["round_trips"]) >= 10, other
+    assert max(other["round_trips"]) < 2.0, other
 
 
 async def test_a_whole_frame_in_one_write_is_not_held(echo_port: int) -> None:
@@ -126,4 +181,42 @@ async def test_a_whole_frame_in_one_write_is_not_held(echo_port: int) -> None:
         return time.monotonic() - started
 
     await asyncio.to_thread(one_write)
-    assert Counted.reads and not any(held for _, held in Counted.reads)
+    assert Counted.reads and not any(held for _, held, _ in Counted.reads)
+    assert all(level == trickle.EVERY_BYTE for _, _, level in Counted.reads)
+
+
+def test_the_wake_threshold_is_what_the_frame_lacks_within_the_cap() -> None:
+    assert trickle.wake_threshold(0) == trickle.EVERY_BYTE  # no frame in progress
+    assert trickle.wake_threshold(1) == 1
+    assert trickle.wake_threshold(500) == 500
+    assert trickle.wake_threshold(10 * trickle.LOWAT_CAP) == trickle.LOWAT_CAP
+
+
+async def test_a_slow_but_live_frame_is_seen_by_the_liveness_sweep(
+        echo_edge: tuple[Edge, int]) -> None:
+    """Bytes below the low-water mark are not read, so the sweep lowers it again: a link
+    that trickles slower than the cap per sweep is seen alive, not dropped."""
+    server, port = echo_edge
+    sock = await asyncio.to_thread(handshake, port)
+    payload = os.urandom(3000)
+    frame = client_frame(wf.OP_BINARY, payload)
+    sock.sendall(frame[:100])
+
+    def marked() -> None:
+        assert Counted.reads and Counted.reads[-1][2] > trickle.EVERY_BYTE
+
+    def seen() -> None:
+        assert ws.seen
+
+    await eventually(marked)
+    (ws,) = server.sockets
+    ws.check_alive(time.monotonic(), 30.0)  # a sweep: seen since the last one
+    assert not ws.seen
+    sock.sendall(frame[100:200])  # below the mark: the kernel does not wake the edge
+    ws.check_alive(time.monotonic(), 30.0)  # the next sweep lowers the mark...
+    await eventually(seen)  # ...so those bytes are read
+    assert sum(r[0] for r in Counted.reads) == 200
+    assert await asyncio.to_thread(sock.recv, 2) == b"\x89\x00"  # the sweep's ping
+    sock.sendall(frame[200:])
+    assert await asyncio.to_thread(recv_frame, sock, len(payload)) == payload
+    sock.close()

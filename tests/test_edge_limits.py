@@ -342,6 +342,31 @@ async def test_pong_flood_is_closed_1008_with_the_rate_limit_error(tight: LiveSe
     await b.close()
 
 
+async def test_messages_and_pongs_share_one_rate(tight: LiveServer) -> None:
+    """RATE_LIMIT=50, RATE_BURST=100: 80 pongs alone are fine and so are 80 messages,
+    but together they are one peer's 160 frames: ERROR "Rate limit exceeded", 1008."""
+    a, b, a_id, b_id = await pair(tight)
+    heartbeat = client_frame(OP_TEXT, b'{"type":"HEARTBEAT"}')
+    alone = []
+    for burst in (client_frame(OP_PONG, b"p") * 80, heartbeat * 80):
+        raw, _ = await raw_join(tight, uid("alone"))
+        await raw.send(burst)
+        await raw.send(client_frame(0x9, b"still"))
+        alone.append(await raw.read_frame())
+        raw.close()
+    assert alone == [(True, 0xA, b"still")] * 2
+    raw, _ = await raw_join(tight, uid("both"))
+    await raw.send((client_frame(OP_PONG, b"p") + heartbeat) * 80)
+    frames = await raw.frames_until_closed()
+    raw.close()
+    assert [json.loads(p) for op, p in frames if op == OP_TEXT] == [
+        {"type": "ERROR", "payload": {"msg": Errors.RATE_LIMIT}}], frames
+    assert frames[-1][0] == OP_CLOSE and frames[-1][1][:2] == (1008).to_bytes(2, "big")
+    await relays(a, b, a_id, b_id)
+    await a.close()
+    await b.close()
+
+
 @pytest.mark.xfail(not hasattr(FrameReader(1), "frames_read"), strict=True,
                    reason="empty fragments are only visible with FrameReader.frames_read "
                           "(the frames helper's reader, issue 11)")

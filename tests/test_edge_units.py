@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 
+from edge.access import AccessLog
 from edge.asgi_http import response_head, titled
 from edge.clientaddr import client_address, counts_per_socket
 from edge.http import Request, plain, websocket_key
@@ -13,6 +15,7 @@ from edge.routes import Routes
 from peerhub.env import ImproperEnvironment
 from peerhub.proxy import LOOPBACK, BadProxyHeader, parse_trusted
 from peerhub.serve import daphne_argv, tls_context
+from signalling.looptasks import runs_on_a_running_loop
 
 
 async def app_a(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -121,3 +124,71 @@ def test_header_names_go_out_title_cased() -> None:
     head = response_head(200, [(titled(b"vary"), b"Origin")], version="1.1",
                          keep_alive=True, length=0)
     assert b"\r\nVary: Origin\r\n" in head
+
+
+class CountingStream:
+    """A text stream that remembers each write."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.writes.append(text)
+        return len(text)
+
+
+async def test_access_lines_of_one_loop_turn_are_one_write() -> None:
+    stream = CountingStream()
+    log = AccessLog(stream)  # type: ignore[arg-type]
+    log.websocket("WSCONNECT", "/peerjs", ("10.0.0.1", 5000))
+    log.request(("10.0.0.2", 5001), "GET", "/peerjs/id", 200, 36)
+    assert stream.writes == []  # not yet: at the loop's next turn
+    await asyncio.sleep(0)
+    assert len(stream.writes) == 1
+    lines = stream.writes[0].splitlines()
+    assert lines[0].startswith("10.0.0.1:5000 - - [") and lines[0].endswith(
+        '"WSCONNECT /peerjs" - -')
+    assert lines[1].endswith('"GET /peerjs/id" 200 36')
+    log.websocket("WSDISCONNECT", "/peerjs", ("10.0.0.1", 5000))
+    log.flush()  # what the edge's shutdown does
+    assert len(stream.writes) == 2 and "WSDISCONNECT" in stream.writes[1]
+
+
+def test_access_lines_without_a_loop_are_written_at_once() -> None:
+    stream = CountingStream()
+    AccessLog(stream).websocket("WSREJECT", "/peerjs", ("10.0.0.1", 1))  # type: ignore[arg-type]
+    assert len(stream.writes) == 1 and "WSREJECT" in stream.writes[0]
+
+
+async def test_a_background_task_counts_as_started_only_pending_on_a_running_loop() -> None:
+    assert not runs_on_a_running_loop(None)
+    pending = asyncio.get_running_loop().create_task(asyncio.sleep(60))
+    try:
+        assert runs_on_a_running_loop(pending)
+    finally:
+        pending.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await pending
+    assert not runs_on_a_running_loop(pending)  # done
+
+
+def test_a_task_left_on_a_stopped_loop_is_started_again() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        left = loop.create_task(asyncio.sleep(60))
+        assert not left.done()
+        assert not runs_on_a_running_loop(left)  # its loop is not running
+        left.cancel()
+        loop.run_until_complete(asyncio.gather(left, return_exceptions=True))
+    finally:
+        loop.close()
+
+
+def test_the_headers_are_noted_once_with_repeated_websocket_keys_counted() -> None:
+    req = upgrade()
+    req.headers.append((b"sec-websocket-key", b"AAAAAAAAAAAAAAAAAAAAAA=="))
+    req.headers.append((b"upgrade", b"h2c"))
+    assert req.noted[b"sec-websocket-key"] == b"dGhlIHNhbXBsZSBub25jZQ=="  # the first
+    assert req.noted[b"upgrade"] == b"websocket"
+    assert req.ws_keys == 2
+    assert b"host" not in req.noted  # only the headers the checks read

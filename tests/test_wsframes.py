@@ -609,6 +609,24 @@ def test_a_frame_in_one_read_does_not_go_through_the_buffer() -> None:
     assert not reader._buf and reader.buffered == 0
 
 
+def test_the_reader_tells_how_many_bytes_the_frame_in_progress_lacks() -> None:
+    reader = FrameReader(100_000)
+    frame = client_frame(OP_BINARY, bytes(70_000))  # 2 + 8 (length) + 4 (mask) + payload
+    assert reader.missing == 0
+    reader.feed(frame[:1])
+    assert reader.missing == 1  # the second header byte says how long the header is
+    reader.feed(frame[1:2])
+    assert reader.missing == 8  # the 64-bit length
+    reader.feed(frame[2:20])
+    assert reader.missing == len(frame) - 20
+    assert reader.feed(frame[20:] + frame[:5]) == [(OP_BINARY, bytes(70_000))]
+    assert reader.missing == 5  # the next frame's header
+    reader.feed(frame[5:-1])
+    assert reader.missing == 1
+    assert reader.feed(frame[-1:]) == [(OP_BINARY, bytes(70_000))]
+    assert reader.missing == 0
+
+
 def test_the_reader_accepts_any_bytes_like_read() -> None:
     stream = client_frame(OP_TEXT, b"hello") * 2
     for kind in (bytes, bytearray, memoryview):
