@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -59,14 +60,32 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Stop the process and wait for it."""
+        """Stop the process and wait for it; then end whatever it left in its group.
+
+        With ``WORKERS`` the process is a supervisor: if it has to be killed (a slow
+        drain on a loaded machine), its workers would live on, orphaned, holding the
+        port and Redis entries. :func:`run_server` starts each server in a process
+        group of its own, so they go too.
+        """
+        group = self._own_group()
         if self.process.poll() is None:
             self.process.send_signal(sig)
             try:
-                self.process.wait(10)
+                self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        if group is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+
+    def _own_group(self) -> int | None:
+        """The process group this server leads, if it was started in one of its own."""
+        try:
+            group = os.getpgid(self.process.pid)
+        except ProcessLookupError:
+            return None
+        return group if group == self.process.pid else None
 
 
 def prepare_database(var_dir: Path, env: dict[str, str]) -> None:
@@ -177,7 +196,7 @@ def _spawn(var_dir: Path, env: dict[str, str]) -> LiveServer:
     log_path = var_dir / f"server-{port}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "peerhub.serve"], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = LiveServer("127.0.0.1", port, env.get("PEERHUB_PATH", "/") or "/", proc,
                         log_path, env)
     if not server.path.endswith("/"):

@@ -236,16 +236,11 @@ async def test_frames_for_a_peer_that_left_before_they_arrived_wait_for_it(
     await h2._on_node_message(wire.pack([wire.frames_entry("k", "gone", True, frames)],
                                         frames))
     queue = h2.names.queue("k", "gone")
-    await until_async(lambda: h2._redis.llen(queue), 3)
+    async def three_queued() -> bool:
+        return bool(await h2._redis.llen(queue) == 3)
+
+    await until(three_queued)
     back = Recorder("k", "gone")
     assert await h1.register(back, LIMITS) is Claim.NEW
     await h1.flush_queue(back)
     assert [f["payload"] for f in back.frames] == [0, 1, 2]
-
-
-async def until_async(read: object, want: object, timeout: float = 5.0) -> None:
-    """Poll the coroutine function ``read`` until it returns ``want``."""
-    deadline = time.monotonic() + timeout
-    while await read() != want:  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
