@@ -17,13 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import faulthandler
 import gc
 import os
 import shutil
+import signal
 import socket
 import ssl
 import sys
 import tempfile
+import threading
 from typing import TYPE_CHECKING
 
 from peerhub.env import ImproperEnvironment, env_bool, env_int, env_str
@@ -234,7 +237,7 @@ class EdgeRunner:
               flush=True)
         # The hub's tasks and the control-plane listener, once the loop turns (startup
         # triggers may run before asyncio counts the loop as running).
-        loop.call_soon(lambda: get_node().start())
+        loop.call_soon(lambda: asyncio.ensure_future(get_node().start()))
         self.edge = build_edge(self.django_socket)
         started = asyncio.ensure_future(self._serve(self.edge))
         started.add_done_callback(self._started)
@@ -266,6 +269,32 @@ class EdgeRunner:
         if self.edge is not None:
             self.edge.stop_accepting()
             await self.edge.shutdown()
+
+
+#: Seconds the interpreter's own exit (atexit handlers, joining threads) may take after
+#: the server has stopped, before :func:`exit_watchdog` ends the process.
+EXIT_GRACE = 10.0
+
+
+def exit_watchdog(grace: float = EXIT_GRACE) -> None:
+    """End the process if its exit hangs, after showing where.
+
+    Once daphne's reactor has stopped, Python still runs atexit handlers and joins
+    every non-daemon thread (a database write that never answers would keep a writer
+    thread, and so the process, alive after SIGTERM). A daemon timer gives that
+    ``grace`` seconds, then prints every thread's stack to stderr and exits 1.
+    """
+    def fire() -> None:
+        names = ", ".join(t.name for t in threading.enumerate()
+                          if t is not threading.current_thread())
+        print(f"peerhub: exiting took over {grace:.0f}s; still running: {names}",
+              file=sys.stderr, flush=True)
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        os._exit(1)
+
+    timer = threading.Timer(grace, fire)
+    timer.daemon = True
+    timer.start()
 
 
 def open_listeners(backlog: int) -> tuple[socket.socket, socket.socket | None]:
@@ -329,7 +358,10 @@ def main() -> None:
     scheme = "https" if tls is not None else "http"
     print(f"peerhub: serving on {scheme}://{env_str('HOST', '0.0.0.0')}:"
           f"{env_int('PORT', 9000)}", flush=True)
+    # ``kill -USR2 PID`` prints every thread's stack to stderr (a hung process, live).
+    faulthandler.register(signal.SIGUSR2, all_threads=True)
     CommandLineInterface().run(daphne_argv(f"unix:{django_socket}:mode=600"))
+    exit_watchdog()
     sys.exit(0)
 
 

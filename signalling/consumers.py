@@ -74,7 +74,7 @@ class PeerConsumer(AsyncConsumer):
         await send({"type": "websocket.accept"})
         ip = str((scope.get("client") or ("",))[0])
         node = get_node()
-        node.start()
+        node.ensure_started()
         if node.bans.is_banned(ip, time.time()):
             limit_hit("", "banned address", ip)
             await self.shut(p.error_frame(p.Errors.BANNED), CLOSE_POLICY, "address banned")

@@ -30,7 +30,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -219,13 +219,33 @@ async def alive_peers(key: str) -> list[LivePeer]:
         nodes = await client.hgetall(names.nodes())
     finally:
         await client.aclose()
-    out = []
+    held = []
     for peer_id, holder in zip(ids, holders, strict=True):
         if holder is None:
             continue
         node_id = str(holder).partition("|")[0]
         info = nodes.get(node_id)
-        out.append(LivePeer(peer_id, str(orjson.loads(info)["name"]) if info else node_id))
+        held.append((peer_id, str(orjson.loads(info)["name"]) if info else node_id))
+    since = await sync_to_async(_live_since)(key, [peer_id for peer_id, _ in held])
+    return [LivePeer(peer_id, node, since.get((peer_id, node))) for peer_id, node in held]
+
+
+_SINCE_CHUNK = 500  # ids per query, well under every database's parameter limit
+
+
+def _live_since(key: str, peer_ids: list[str]) -> dict[tuple[str, str], datetime]:
+    """When each of ``peer_ids`` connected, from its open session row on the node that
+    holds it (a row is written within the recorder's flush interval of the connect, so
+    a peer that has only just arrived may have none yet)."""
+    from signalling.models import PeerSession
+
+    out: dict[tuple[str, str], datetime] = {}
+    for i in range(0, len(peer_ids), _SINCE_CHUNK):
+        rows = PeerSession.objects.filter(
+            api_key=key, peer_id__in=peer_ids[i:i + _SINCE_CHUNK],
+            disconnected_at__isnull=True).values_list("peer_id", "node", "connected_at")
+        for peer_id, node, connected_at in rows:
+            out[(peer_id, node)] = connected_at
     return out
 
 

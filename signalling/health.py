@@ -45,7 +45,6 @@ class ReadinessProbe:
 
     async def checks(self) -> dict[str, bool]:
         """Each check's outcome (all true: ready)."""
-        from signalling.cluster import RedisHub
         from signalling.node import get_node
 
         node = get_node()
@@ -57,7 +56,7 @@ class ReadinessProbe:
         except TimeoutError:
             result["database"] = False
         hub = node.hub
-        if isinstance(hub, RedisHub):
+        if hub.clustered:
             hub.start()
             try:
                 result["redis"] = await asyncio.wait_for(hub.ping(), CHECK_TIMEOUT)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
@@ -68,9 +68,7 @@ def find_dead_keys(keys: Sequence[str], touch: bool = False) -> DeadKeys:
 
 def _local_key_counts() -> dict[str, int]:
     """Live peers per key in this process only (a cluster hub also knows the others)."""
-    hub = get_hub()
-    local: Callable[[], dict[str, int]] = getattr(hub, "local_keys_online", hub.keys_online)
-    return local()
+    return get_hub().local_keys_online()
 
 
 class KeyWatcher:

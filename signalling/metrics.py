@@ -7,8 +7,9 @@ already makes) and are added up only when ``/metrics`` is scraped. Counting a re
 is an in-memory increment; the session recorder writes the pending counts to the
 database with its next batch, so the path that refuses something never waits.
 
-The state has one owner, a :class:`Metrics` object, reached through :func:`get_metrics`
-(the serving process's node object takes it over once there is one).
+The state has one owner, a :class:`Metrics` object held by the process's
+:class:`~signalling.node.Node` (``get_node().metrics``); :func:`get_metrics`,
+:func:`limit_hit` and :func:`take_pending` are shortcuts to it.
 """
 
 from __future__ import annotations
@@ -135,21 +136,11 @@ class Metrics:
         return max(lag, 0.0)
 
 
-_metrics: Metrics | None = None
-
-
 def get_metrics() -> Metrics:
-    """The counters of this process (created on first use)."""
-    global _metrics
-    if _metrics is None:
-        _metrics = Metrics()
-    return _metrics
+    """The counters of this process's node."""
+    from signalling.node import get_node
 
-
-def reset_metrics() -> None:
-    """Forget the counters (tests only)."""
-    global _metrics
-    _metrics = None
+    return get_node().metrics
 
 
 def limit_hit(api_key: str, limit: str, where: Any, asked: str | None = None) -> None:

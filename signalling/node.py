@@ -1,10 +1,13 @@
 """This process as a node of the PeerServer: the one owner of its serving state.
 
-A :class:`Node` holds the hub (in-memory, or Redis-backed with ``REDIS_URL``), the
-per-address guard, the address bans, the session recorder, the key watcher, the tenant
-cache, the control-plane listener, the readiness probe and the drain state, each built
-on first use. ``get_node()`` gives the process's node; ``signalling.runtime.get_hub()``,
-``get_ip_guard()``, ``sessions.get_recorder()``, ``keywatch.get_key_watcher()`` and
+A :class:`Node` holds the hub (its parts in memory, or in Redis with ``REDIS_URL``),
+the per-address guard, the address bans, the counters (:class:`~signalling.metrics.Metrics`),
+the session recorder, the key watcher, the tenant cache, the control-plane listener, the
+readiness probe and the drain state, each built on first use. ``await node.start()``
+starts the background work of every part, ``await node.stop()`` ends it (tests build
+nodes of their own). ``get_node()`` gives the process's node;
+``signalling.runtime.get_hub()``, ``get_ip_guard()``, ``metrics.get_metrics()``,
+``sessions.get_recorder()``, ``keywatch.get_key_watcher()`` and
 ``apikeys.tenants.get_tenant()`` are shortcuts to its parts, so call sites stay one
 line.
 
@@ -20,14 +23,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 
 from signalling.bans import BanList
 from signalling.config import get_config
 from signalling.guards import IpGuard
-from signalling.hub import LocalHub
+from signalling.hub import Hub
+from signalling.metrics import Metrics
 
 if TYPE_CHECKING:
     from apikeys.tenants import TenantCache
@@ -40,17 +45,23 @@ logger = logging.getLogger(__name__)
 
 DRAIN_REASON = "server stopped"  # the session rows' close reason, as before drains
 _DRAIN_TICK = 0.05
+_SUBSCRIBE_GRACE = 5.0
+#: Seconds one part may take to stop on SIGTERM before the node goes on without it (the
+#: recorder gets longer: it writes the last session rows).
+_PART_STOP_TIMEOUT = 5.0
+_RECORDER_STOP_TIMEOUT = 10.0
 
 
 class Node:
-    """The serving state of one process, with start (lazy, on first use) and drain."""
+    """The serving state of one process, with start, stop and drain."""
 
     def __init__(self, name: str, redis_url: str, prefix: str, drain_window: float) -> None:
         self.name = name
         self.redis_url = redis_url
         self.prefix = prefix
         self.drain_window = drain_window
-        self._hub: LocalHub | None = None
+        self._hub: Hub | None = None
+        self.metrics = Metrics()
         self._guard: IpGuard | None = None
         self._probe: ReadinessProbe | None = None
         self._control: ControlListener | None = None
@@ -67,7 +78,7 @@ class Node:
         return bool(self.redis_url)
 
     @property
-    def hub(self) -> LocalHub:
+    def hub(self) -> Hub:
         """The hub (built on first use)."""
         if self._hub is None:
             self._hub = self._make_hub()
@@ -82,13 +93,38 @@ class Node:
                                   cfg.connect_burst)
         return self._guard
 
-    def start(self) -> None:
-        """Start the background work on the running loop (idempotent): the hub's tasks
-        and the control-plane listener."""
-        start_hub = getattr(self.hub, "start", None)
-        if start_hub is not None:
-            start_hub()
+    def ensure_started(self) -> None:
+        """Start the background work on the running loop (idempotent, cheap: called for
+        each connection): the hub's tasks, the control-plane listener and the metrics'
+        loop-lag sampler (the key watcher starts with the first peer, or in
+        :meth:`start`)."""
+        self.hub.start()
         self.control.start()
+        self.metrics.ensure_started()
+
+    async def start(self) -> None:
+        """Start every part's background work and, in a cluster, wait (a few seconds at
+        most) for this node's subscription, so it admits peers at once."""
+        self.ensure_started()
+        self.key_watcher.ensure_started()
+        if self.hub.clustered:
+            await self.hub.wait_subscribed(_SUBSCRIBE_GRACE)
+
+    async def stop(self) -> None:
+        """Stop every part's background work: the hub (its tasks, its presence in the
+        cluster, its connections), the control listener, the key watcher, the lag
+        sampler; then write what the session recorder holds. Peers are not closed here
+        (:meth:`drain` does that first)."""
+        if self._hub is not None:
+            await _bounded("the hub", self._hub.stop(), _PART_STOP_TIMEOUT)
+        if self._control is not None:
+            await _bounded("the control listener", self._control.stop(), _PART_STOP_TIMEOUT)
+        if self._key_watcher is not None:
+            self._key_watcher.stop()
+        await _bounded("the lag sampler", self.metrics.stop(), _PART_STOP_TIMEOUT)
+        if self._recorder is not None:
+            await _bounded("the session recorder", self._recorder.stop(),
+                           _RECORDER_STOP_TIMEOUT)
 
     @property
     def control(self) -> ControlListener:
@@ -143,16 +179,18 @@ class Node:
             self._probe = ReadinessProbe()
         return self._probe
 
-    def _make_hub(self) -> LocalHub:
+    def _make_hub(self) -> Hub:
         cfg = get_config()
         if not self.redis_url:
-            return LocalHub(cfg.queue_limit, cfg.expire_timeout, cfg.cleanup_interval,
-                            cfg.sender_queue_limit)
-        from signalling.cluster import RedisHub
+            from signalling.hub_memory import memory_hub
 
-        hub = RedisHub(self.redis_url, self.prefix, self.name, cfg.queue_limit,
-                       cfg.expire_timeout, cfg.cleanup_interval, lease=cfg.alive_timeout,
-                       sender_queue_limit=cfg.sender_queue_limit)
+            return memory_hub(cfg.queue_limit, cfg.expire_timeout, cfg.cleanup_interval,
+                              cfg.sender_queue_limit)
+        from signalling.cluster import redis_hub
+
+        hub = redis_hub(self.redis_url, self.prefix, self.name, cfg.queue_limit,
+                        cfg.expire_timeout, cfg.cleanup_interval, lease=cfg.alive_timeout,
+                        sender_queue_limit=cfg.sender_queue_limit)
         logger.info("cluster mode: node %s on %s", hub.node_id, self.prefix)
         return hub
 
@@ -186,16 +224,27 @@ class Node:
         for ep in hub.endpoints():  # any that slipped in
             await hub.unregister(ep)
             await ep.shut(None, 1001, DRAIN_REASON)
-        await hub.stop()
-        if self._control is not None:
-            await self._control.stop()
-        if self._key_watcher is not None:
-            self._key_watcher.stop()
+        await self.stop()
         logger.info("drained %d peers in %.1fs", total, time.monotonic() - started)
 
 
+async def _bounded(part: str, stopping: Coroutine[Any, Any, None], timeout: float) -> None:
+    """Await one part's stop, at most ``timeout`` seconds: a part that hangs (a Redis or
+    database call that never answers) is named in the log and left behind, so that the
+    process still exits after SIGTERM."""
+    try:
+        await asyncio.wait_for(stopping, timeout)
+    except TimeoutError:
+        logger.warning("stopping %s took over %.0fs; the node stops without it", part,
+                       timeout)
+    except Exception:  # noqa: BLE001 - one part's failure must not keep the others running
+        logger.exception("stopping %s failed; the node stops without it", part)
+
+
 _node: Node | None = None
-_kept_recorder: SessionRecorder | None = None  # carried over a reset_node() (tests)
+# carried over a reset_node() (tests): rows and refusal counts not yet written
+_kept_recorder: SessionRecorder | None = None
+_kept_metrics: Metrics | None = None
 
 
 def get_node() -> Node:
@@ -207,16 +256,20 @@ def get_node() -> Node:
         _node = Node(node_name(), settings.REDIS_URL, settings.REDIS_PREFIX,
                      float(settings.PEERHUB_DRAIN_WINDOW))
         _node._recorder = _kept_recorder
+        if _kept_metrics is not None:
+            _node.metrics = _kept_metrics
     return _node
 
 
 def reset_node() -> None:
     """Forget the node and the cached configuration (tests only).
 
-    The session recorder is kept: it holds rows not yet written (and its exit hook)."""
-    global _node, _kept_recorder
+    The session recorder and the counters are kept: they hold rows and refusal counts
+    not yet written (and the recorder its exit hook)."""
+    global _node, _kept_recorder, _kept_metrics
     if _node is not None:
         _node.forget_key_watcher()
         _kept_recorder = _node._recorder or _kept_recorder
+        _kept_metrics = _node.metrics
     _node = None
     get_config.cache_clear()

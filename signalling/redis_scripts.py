@@ -5,31 +5,12 @@ Times come from Redis's own clock (``TIME``) so nodes need not agree on theirs.
 
 NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 
-# KEYS: peer, ids.  ARGV: node, token, ttl_ms, key_limit, peer_id
-# Returns {outcome, previous node}; outcome is new | takeover | taken | limit.
-CLAIM = NOW + """
-local cur = redis.call('GET', KEYS[1])
-local value = ARGV[1] .. '|' .. ARGV[2]
-local ttl = tonumber(ARGV[3])
-if cur then
-  local sep = string.find(cur, '|', 1, true)
-  local holder_node = string.sub(cur, 1, sep - 1)
-  if string.sub(cur, sep + 1) ~= ARGV[2] then return {'taken', holder_node} end
-  redis.call('SET', KEYS[1], value, 'PX', ttl)
-  redis.call('ZADD', KEYS[2], now + ttl, ARGV[5])
-  return {'takeover', holder_node}
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-local limit = tonumber(ARGV[4])
-if limit > 0 and redis.call('ZCARD', KEYS[2]) >= limit then return {'limit', ''} end
-redis.call('SET', KEYS[1], value, 'PX', ttl)
-redis.call('ZADD', KEYS[2], now + ttl, ARGV[5])
-return {'new', ''}
-"""
-
 # KEYS: peer1, ids1, peer2, ids2, ...  ARGV: node, ttl_ms, then per claim: token,
-# key_limit, peer_id.  Claims in order (so a key's limit counts earlier claims of the
-# same batch); returns {outcome1, previous node1, outcome2, ...} as CLAIM does.
+# key_limit (-1: the claiming node is full), peer_id.  Claims in order (so a key's limit
+# counts earlier claims of the same batch). Takes an id exactly when
+# signalling.decisions.decide_claim admits (free and not at the limit, or held by the
+# same token: a takeover) and returns, per claim, what it saw for that decision:
+# {held 1|0, holder token, at_limit 1|0, holder node, ...}.
 CLAIM_MANY = NOW + """
 local node = ARGV[1]
 local ttl = tonumber(ARGV[2])
@@ -39,29 +20,29 @@ for i = 1, #KEYS, 2 do
   local a = 3 + (i - 1) / 2 * 3
   local token, limit, id = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
   local cur = redis.call('GET', KEYS[i])
-  local value = node .. '|' .. token
   if cur then
     local sep = string.find(cur, '|', 1, true)
-    local holder_node = string.sub(cur, 1, sep - 1)
-    if string.sub(cur, sep + 1) ~= token then
-      table.insert(out, 'taken'); table.insert(out, holder_node)
-    else
-      redis.call('SET', KEYS[i], value, 'PX', ttl)
+    local held = string.sub(cur, sep + 1)
+    if held == token then
+      redis.call('SET', KEYS[i], node .. '|' .. token, 'PX', ttl)
       redis.call('ZADD', KEYS[i + 1], now + ttl, id)
-      table.insert(out, 'takeover'); table.insert(out, holder_node)
     end
+    table.insert(out, 1); table.insert(out, held)
+    table.insert(out, 0); table.insert(out, string.sub(cur, 1, sep - 1))
   else
     if not swept[KEYS[i + 1]] then
       redis.call('ZREMRANGEBYSCORE', KEYS[i + 1], '-inf', now)
       swept[KEYS[i + 1]] = true
     end
-    if limit > 0 and redis.call('ZCARD', KEYS[i + 1]) >= limit then
-      table.insert(out, 'limit'); table.insert(out, '')
+    local full = 0
+    if limit < 0 or (limit > 0 and redis.call('ZCARD', KEYS[i + 1]) >= limit) then
+      full = 1
     else
-      redis.call('SET', KEYS[i], value, 'PX', ttl)
+      redis.call('SET', KEYS[i], node .. '|' .. token, 'PX', ttl)
       redis.call('ZADD', KEYS[i + 1], now + ttl, id)
-      table.insert(out, 'new'); table.insert(out, '')
     end
+    table.insert(out, 0); table.insert(out, '')
+    table.insert(out, full); table.insert(out, '')
   end
 end
 return out
@@ -94,16 +75,6 @@ for i = 2, #KEYS do
   table.insert(out, items)
 end
 return out
-"""
-
-# KEYS: peer, ids.  ARGV: node|token, peer_id.  Frees the id only if still ours.
-RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  redis.call('ZREM', KEYS[2], ARGV[2])
-  return 1
-end
-return 0
 """
 
 # KEYS: peer1, ids1, peer2, ids2, ...  ARGV: ttl_ms, value1, id1, value2, id2, ...
@@ -145,14 +116,6 @@ redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 if n == 0 then redis.call('ZADD', KEYS[2], 'NX', now, KEYS[1]) end
 return 1
-"""
-
-# KEYS: queue, qclock.  Removes and returns every item.
-DRAIN = """
-local items = redis.call('LRANGE', KEYS[1], 0, -1)
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], KEYS[1])
-return items
 """
 
 # KEYS: qclock.  ARGV: expire_ms, max.  Removes due queues; returns {name, items, ...}.

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from signalling.guards import IpGuard
-from signalling.hub import LocalHub
+from signalling.hub import Hub
 from signalling.node import get_node, reset_node
 
 
-def get_hub() -> LocalHub:
+def get_hub() -> Hub:
     """The hub of this process: Redis-backed when REDIS_URL is set."""
     return get_node().hub
 

@@ -318,6 +318,16 @@ class SessionRecorder:
             d.heartbeats += r["heartbeats"]
         rollup.add(deltas)
 
+    async def stop(self) -> None:
+        """Stop the writer task and write what is pending now (on the writer's thread)."""
+        task, self._task = self._task, None
+        loop = asyncio.get_running_loop()
+        if task is not None and not task.done() and task.get_loop() is loop:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        if self.pending or metrics.get_metrics().pending_hits:
+            await loop.run_in_executor(self._executor, self.write)
+
     def flush_sync(self) -> None:
         """Write everything pending now (at exit); live sessions are closed first."""
         for info in list(self._live):

@@ -12,6 +12,7 @@ import pytest
 
 from signalling.protocol import Errors
 from tests.servers import LiveServer, manage
+from tests.waiting import eventually
 from tests.wsclient import closed_with, join, nothing_arrives, open_socket, recv, rejoin
 
 pytestmark = pytest.mark.cluster
@@ -71,10 +72,19 @@ async def test_a_ban_refuses_and_closes_the_address_on_every_node_until_lifted(
 async def test_live_peers_lists_the_key_on_every_node(cluster: Cluster) -> None:
     n1, n2 = cluster(2)
     a, b = await join(n1, "A"), await join(n2, "B")
-    out = await django(n1, "import json; from signalling.control import live_peers; "
-                           "print(json.dumps(sorted([p.peer_id, p.node] "
-                           "for p in live_peers('peerjs'))))")
-    assert json.loads(out) == [["A", "node0"], ["B", "node1"]]
+    before = time.time()
+
+    async def listed_with_since() -> None:
+        out = await django(n1, "import json; from signalling.control import live_peers; "
+                               "print(json.dumps(sorted([p.peer_id, p.node, "
+                               "p.since and p.since.timestamp()] "
+                               "for p in live_peers('peerjs'))))")
+        peers = json.loads(out)
+        assert [p[:2] for p in peers] == [["A", "node0"], ["B", "node1"]]
+        # since: from each peer's open session row, whichever node holds it
+        assert all(p[2] is not None and before - 60 < p[2] <= time.time() for p in peers), peers
+
+    await eventually(listed_with_since)
     await a.close()
     await b.close()
 

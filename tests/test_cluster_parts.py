@@ -15,26 +15,9 @@ from signalling.batcher import Batcher, BatchMismatch
 from signalling.decisions import Claim
 from signalling.hub import Limits
 from signalling.protocol import parse_client_frame
+from tests.endpoints import Recorder
 from tests.services import REDIS_URL, redis_reachable
 from tests.waiting import until
-
-
-class Recorder:
-    """An endpoint that keeps what it is sent."""
-
-    def __init__(self, key: str, peer_id: str, token: str = "tok") -> None:
-        self.key, self.peer_id, self.token, self.queue_limit = key, peer_id, token, 0
-        self.frames: list[dict[str, object]] = []
-        self.closed: int | None = None
-
-    async def deliver(self, frame: str) -> None:
-        self.frames.append(json.loads(frame))
-
-    async def shut(self, frame: str | None, code: int, reason: str = "") -> None:
-        if frame is not None:
-            await self.deliver(frame)
-        self.closed = code
-
 
 # --- the batcher ----------------------------------------------------------------------
 
@@ -102,18 +85,17 @@ async def hubs() -> AsyncIterator[tuple[object, object]]:
 
     if not redis_reachable():
         missing(f"Redis not reachable at {REDIS_URL}")
-    from signalling.cluster import RedisHub
+    from signalling.cluster import redis_hub
 
     prefix = f"tparts-{uuid.uuid4().hex[:8]}"
-    made = [RedisHub(REDIS_URL, prefix, f"n{i}", queue_limit=100, expire_timeout=0.5,
-                     cleanup_interval=0.1, lease=5.0) for i in (1, 2)]
+    made = [redis_hub(REDIS_URL, prefix, f"n{i}", queue_limit=100, expire_timeout=0.5,
+                      cleanup_interval=0.1, lease=5.0) for i in (1, 2)]
     try:
         yield made[0], made[1]
     finally:
         for hub in made:
             await hub.close_all(None, 1001, "test over")
-            for task in hub._tasks:
-                task.cancel()
+            await hub.stop()
         import redis
 
         client = redis.Redis.from_url(REDIS_URL)
@@ -133,8 +115,9 @@ async def test_a_nul_in_an_id_cannot_forge_a_queued_frame_or_its_expire(hubs: tu
     assert await h1.register(victim, LIMITS) is Claim.NEW
     frame = json.dumps({"type": "OFFER", "dst": "late\x00x", "payload": "a\x00b|c"})
     await h1.relay(sender, parse_client_frame(frame))
-    queue = h1.names.queue("k", "late\x00x")
-    await until(lambda: h1._redis.llen(queue))  # handed to Redis by the flusher
+    link = h1.directory.link
+    queue = link.names.queue("k", "late\x00x")
+    await until(lambda: link.redis.llen(queue))  # handed to Redis by the flusher
     late = Recorder("k", "late\x00x")
     assert await h2.register(late, LIMITS) is Claim.NEW
     await h2.flush_queue(late)
@@ -228,16 +211,18 @@ async def test_a_burst_across_hubs_arrives_in_order_per_sender_server_frames_inc
 async def test_frames_for_a_peer_that_left_before_they_arrived_wait_for_it(
         hubs: tuple) -> None:
     from signalling import nodewire as wire
+    from signalling.cluster import _on_message
 
     h1, h2 = hubs
     frames = [json.dumps({"type": "OFFER", "src": "a\x00", "dst": "gone", "payload": n})
               for n in range(3)]
     # As if h1 had found "gone" on h2 and it left before h2 read the message.
-    await h2._on_node_message(wire.pack([wire.frames_entry("k", "gone", True, frames)],
-                                        frames))
-    queue = h2.names.queue("k", "gone")
+    await _on_message(wire.pack([wire.frames_entry("k", "gone", True, frames)], frames), h2)
+    link = h2.directory.link
+    queue = link.names.queue("k", "gone")
+
     async def three_queued() -> bool:
-        return bool(await h2._redis.llen(queue) == 3)
+        return bool(await link.redis.llen(queue) == 3)
 
     await until(three_queued)
     back = Recorder("k", "gone")

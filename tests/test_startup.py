@@ -104,3 +104,25 @@ def test_a_started_server_prints_its_settings_once_with_secrets_masked(
     assert len(lines) == 1, log
     assert f"PORT={server.port}" in lines[0] and "SECRET_KEY=***" in lines[0]
     assert "do-not-print" not in log
+
+
+def test_an_exit_that_hangs_is_ended_with_every_threads_stack() -> None:
+    """After the server stops, a thread that never ends (a database call that never
+    answers) must not keep the process alive: the watchdog names it, prints the stacks
+    and exits 1."""
+    script = ("import threading\n"
+              "from peerhub.serve import exit_watchdog\n"
+              "threading.Thread(target=threading.Event().wait, name='stuck-writer').start()\n"
+              "exit_watchdog(0.5)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    assert "peerhub: exiting took over 0s; still running: MainThread, stuck-writer" in done.stderr
+    assert 'File "' in done.stderr  # the stacks themselves
+
+
+def test_a_clean_exit_is_not_held_by_the_watchdog() -> None:
+    script = "from peerhub.serve import exit_watchdog\nexit_watchdog(30)\n"
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=20)
+    assert (done.returncode, done.stderr) == (0, "")
