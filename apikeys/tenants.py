@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import DatabaseError, connection
 
 from apikeys.models import ApiKey
-from signalling.protocol import UNSTORABLE
+from signalling.protocol import has_unstorable
 from signalling.tokens import verify_token
 
 
@@ -121,7 +121,7 @@ class TenantCache:
 
     async def get(self, key: str) -> Tenant | None:
         """The active tenant for ``key``, or None."""
-        if len(key) > _MAX_KEY_LENGTH or UNSTORABLE.search(key) is not None:
+        if len(key) > _MAX_KEY_LENGTH or has_unstorable(key):
             return None  # no key can look like this (and PostgreSQL would refuse a NUL)
         hit = self._cache.get(key)
         if hit is not None and time.monotonic() - hit[0] < settings.PEERHUB_KEY_CACHE_SECONDS:

@@ -17,6 +17,9 @@ from typing import TextIO
 
 from peerhub.logredact import redact_path
 
+#: Redacted websocket paths remembered (any path may be asked for: the memo is bounded).
+MAX_PATHS = 256
+
 
 class AccessLog:
     """Writes access lines to a stream (stdout by default)."""
@@ -27,6 +30,8 @@ class AccessLog:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._second = -1  # the second whose timestamp text is in _stamp
         self._stamp = ""
+        #: websocket paths as logged (redacted): one or a few paths serve every socket
+        self._paths: dict[str, str] = {}
 
     def _now(self) -> str:
         now = int(time.time())
@@ -62,5 +67,13 @@ class AccessLog:
 
     def websocket(self, verb: str, path: str, client: tuple[str, int]) -> None:
         """A websocket event: ``WSCONNECT``, ``WSDISCONNECT`` or ``WSREJECT``."""
-        self._emit(f'{client[0]}:{client[1]} - - [{self._now()}] '
-                   f'"{verb} {redact_path(path)}" - -\n')
+        shown = self._paths.get(path)
+        if shown is None:  # redacted once per path, not twice per socket
+            if len(self._paths) >= MAX_PATHS:
+                self._paths.clear()
+            shown = self._paths[path] = redact_path(path)
+        line = f'{client[0]}:{client[1]} - - [{self._now()}] "{verb} {shown}" - -\n'
+        if self._pending:  # two per socket: the flush of this loop turn is scheduled
+            self._pending.append(line)
+        else:
+            self._emit(line)

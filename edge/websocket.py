@@ -17,6 +17,7 @@ import json
 import logging
 import socket
 import time
+from types import CoroutineType
 from typing import Protocol
 
 from edge import trickle
@@ -101,8 +102,12 @@ class WebSocket(asyncio.Protocol):
         # The application's own coroutine is the task (no wrapper coroutine: each frame
         # in the chain stays alive, about 240 bytes, for as long as the peer is
         # connected); its end is handled by _application_done.
-        self.task: asyncio.Future[None] | None = asyncio.ensure_future(
-            application(scope, self.receive, self.send), loop=self._loop)
+        # create_task at once for a coroutine (every ASGI 3 application): ensure_future
+        # is five Python-level calls per socket before it gets there.
+        run = application(scope, self.receive, self.send)
+        self.task: asyncio.Future[None] | None = (
+            self._loop.create_task(run) if type(run) is CoroutineType
+            else asyncio.ensure_future(run, loop=self._loop))
         self.task.add_done_callback(self._application_done)
 
     # --- from the socket --------------------------------------------------------------

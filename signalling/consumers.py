@@ -16,18 +16,17 @@ from typing import Any
 from channels.consumer import AsyncConsumer
 from django.db import DatabaseError
 
-from apikeys.tenants import Tenant, get_tenant
+from apikeys.tenants import Tenant
 from signalling import protocol as p
 from signalling.config import ServerConfig, get_config
 from signalling.decisions import Claim
 from signalling.errors import ClusterUnavailable, NodeDraining
 from signalling.hub import Limits
-from signalling.keywatch import ensure_key_watcher
 from signalling.metrics import INVALID_KEY, ORIGIN, client_address, limit_hit
-from signalling.node import get_node
+from signalling.node import Node, get_node
 from signalling.ratelimit import SHARED_BUCKET, TokenBucket
 from signalling.runtime import get_hub
-from signalling.sessions import SessionInfo, get_recorder
+from signalling.sessions import SessionInfo
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +85,7 @@ class PeerConsumer(AsyncConsumer):
             await self.shut(p.error_frame(refused), CLOSE_POLICY)
             return
         try:
-            if not await self._handshake():
+            if not await self._handshake(node):
                 return
             # Served here rather than in a method of its own: each coroutine frame in
             # this chain stays alive for as long as the peer is connected.
@@ -96,9 +95,9 @@ class PeerConsumer(AsyncConsumer):
                 self.close_reason = "server stopped"
                 raise
             finally:
-                await get_hub().unregister(self)
+                await node.hub.unregister(self)
                 if self.session is not None:
-                    get_recorder().closed(self.session, self.close_reason)
+                    node.recorder.closed(self.session, self.close_reason)
         finally:
             guard.release(ip)
 
@@ -123,7 +122,9 @@ class PeerConsumer(AsyncConsumer):
 
     # --- handshake ------------------------------------------------------------------
 
-    async def _handshake(self) -> bool:
+    async def _handshake(self, node: Node) -> bool:
+        # The node is passed down, not looked up: each get_hub()/get_recorder()/
+        # get_tenant() is get_node() plus an import statement, several per socket.
         params = p.parse_handshake(self.scope.get("query_string", b""))
         if params is None:
             await self.shut(p.error_frame(p.Errors.INVALID_WS_PARAMETERS), CLOSE_POLICY)
@@ -138,7 +139,7 @@ class PeerConsumer(AsyncConsumer):
             await self.shut(p.error_frame(p.Errors.INVALID_ID), CLOSE_POLICY, "invalid id")
             return False
         try:
-            tenant = await get_tenant(params.key)
+            tenant = await node.tenants.get(params.key)
         except DatabaseError:
             logger.error("refused a peer: the database is unreachable")
             await self.shut(p.error_frame(p.Errors.CLUSTER_UNAVAILABLE), CLOSE_INTERNAL)
@@ -156,10 +157,10 @@ class PeerConsumer(AsyncConsumer):
             limit_hit(tenant.key, ORIGIN, self.scope)
             await self.shut(p.error_frame(p.Errors.ORIGIN_NOT_ALLOWED), CLOSE_POLICY)
             return False
-        return await self._claim(tenant)
+        return await self._claim(tenant, node)
 
-    async def _claim(self, tenant: Tenant) -> bool:
-        hub = get_hub()
+    async def _claim(self, tenant: Tenant, node: Node) -> bool:
+        hub = node.hub
         try:
             claim = await hub.register(self, Limits(self.cfg.concurrent_limit,
                                                     tenant.concurrent_limit))
@@ -187,20 +188,20 @@ class PeerConsumer(AsyncConsumer):
         if SHARED_BUCKET in (self.scope.get("extensions") or ()):
             # the edge charges this peer's pongs and fragments to the same bucket
             await self._send({"type": SHARED_BUCKET, "bucket": self._bucket})
-        self._start_session(tenant)
-        ensure_key_watcher()
+        self._start_session(tenant, node)
+        node.key_watcher.ensure_started()
         if claim is Claim.NEW:
             await self.deliver(p.OPEN_FRAME)
         await hub.flush_queue(self)
         return True
 
-    def _start_session(self, tenant: Tenant) -> None:
+    def _start_session(self, tenant: Tenant, node: Node) -> None:
         client = self.scope.get("client") or ("", 0)
         self.session = SessionInfo(
             api_key=tenant.key, peer_id=self.peer_id, transport="websocket",
             remote_addr=str(client[0]), user_agent=header(self.scope, b"user-agent") or "",
             client_version=self.client_version)
-        get_recorder().opened(self.session)
+        node.recorder.opened(self.session)
 
     # --- the hot loop ---------------------------------------------------------------
 

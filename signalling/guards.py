@@ -36,16 +36,20 @@ class IpGuard:
             bucket = self._buckets[ip] = TokenBucket(self.rate, self.burst, now)
         if not bucket.take(now):
             return Errors.IP_RATE
-        if self._open[ip] >= self.max_sockets:
+        # .get, not [ip]: a Counter's missing key is a Python-level __missing__ call
+        sockets = self._open.get(ip, 0)
+        if sockets >= self.max_sockets:
             return Errors.IP_SOCKETS
-        self._open[ip] += 1
+        self._open[ip] = sockets + 1
         return None
 
     def release(self, ip: str) -> None:
         """An admitted socket from ``ip`` closed."""
-        self._open[ip] -= 1
-        if self._open[ip] <= 0:
-            del self._open[ip]
+        left = self._open.get(ip, 0) - 1
+        if left > 0:
+            self._open[ip] = left
+        else:
+            self._open.pop(ip, None)
 
     def total_open(self) -> int:
         """Sockets currently open from every address (read by /metrics)."""

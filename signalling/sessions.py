@@ -97,7 +97,7 @@ class SessionRecorder:
         if live > self._peaks.get(info.api_key, 0):
             self._peaks[info.api_key] = live
         metrics.get_metrics().connected(info.api_key)
-        if self.pending > MAX_PENDING:
+        if len(self._opened) + len(self._closed) > MAX_PENDING:  # (``pending``, inline)
             self._bound_backlog()
         self._ensure_task()
 
@@ -118,7 +118,7 @@ class SessionRecorder:
                 del self._live_per_key[info.api_key]
         self._closed.append(info)
         metrics.get_metrics().session_ended(info)
-        if self.pending > MAX_PENDING:
+        if len(self._opened) + len(self._closed) > MAX_PENDING:
             self._bound_backlog()
 
     def live_sessions(self) -> list[SessionInfo]:

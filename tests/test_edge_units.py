@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from edge import access
 from edge.access import AccessLog
 from edge.asgi_http import response_head, titled
 from edge.clientaddr import client_address, counts_per_socket
@@ -154,6 +155,19 @@ async def test_access_lines_of_one_loop_turn_are_one_write() -> None:
     assert len(stream.writes) == 2 and "WSDISCONNECT" in stream.writes[1]
 
 
+def test_websocket_paths_are_redacted_in_the_access_log_whatever_the_memo_holds() -> None:
+    stream = CountingStream()
+    log = AccessLog(stream)  # type: ignore[arg-type]
+    legacy = "/peerjs/peer1/secret-token/id"
+    for n in range(access.MAX_PATHS + 3):  # past the memo's bound: it is emptied, not grown
+        log.websocket("WSREJECT", f"/p{n}", ("10.0.0.1", 1))
+        assert len(log._paths) <= access.MAX_PATHS
+    for _ in range(2):  # redacted the first time and from the memo the second
+        log.websocket("WSREJECT", legacy, ("10.0.0.1", 1))
+    assert all("secret-token" not in w for w in stream.writes)
+    assert stream.writes[-1].endswith('"WSREJECT /peerjs/peer1/***/id" - -\n')
+
+
 def test_access_lines_without_a_loop_are_written_at_once() -> None:
     stream = CountingStream()
     AccessLog(stream).websocket("WSREJECT", "/peerjs", ("10.0.0.1", 1))  # type: ignore[arg-type]
@@ -192,3 +206,20 @@ def test_the_headers_are_noted_once_with_repeated_websocket_keys_counted() -> No
     assert req.noted[b"upgrade"] == b"websocket"
     assert req.ws_keys == 2
     assert b"host" not in req.noted  # only the headers the checks read
+
+
+def test_the_address_guard_counts_sockets_and_gives_places_back() -> None:
+    from signalling.guards import IpGuard
+    from signalling.protocol import Errors
+
+    guard = IpGuard(max_sockets=2, rate=1000, burst=1000)
+    assert guard.admit("10.0.0.1", 0.0) is None and guard.admit("10.0.0.1", 0.0) is None
+    assert guard.admit("10.0.0.1", 0.0) == Errors.IP_SOCKETS  # refused: not counted
+    assert guard.open_sockets("10.0.0.1") == 2 and guard.admit("10.0.0.2", 0.0) is None
+    guard.release("10.0.0.1")
+    assert guard.admit("10.0.0.1", 0.0) is None
+    for _ in range(3):  # one release too many leaves nothing behind
+        guard.release("10.0.0.1")
+    assert guard.open_sockets("10.0.0.1") == 0 and guard.total_open() == 1
+    slow = IpGuard(max_sockets=100, rate=1, burst=2)
+    assert [slow.admit("10.0.0.3", 0.0) for _ in range(3)] == [None, None, Errors.IP_RATE]

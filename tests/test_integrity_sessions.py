@@ -15,7 +15,7 @@ import pytest
 from django.db import OperationalError
 
 from signalling import sessions
-from signalling.protocol import Errors, is_acceptable_id, storable_text
+from signalling.protocol import UNSTORABLE, Errors, has_unstorable, is_acceptable_id, storable_text
 from tests.pgserver import pg_rows, pg_server
 from tests.servers import LiveServer
 from tests.test_apikeys_helpers import StartServer, log_lines, query
@@ -32,6 +32,18 @@ def test_the_id_rule_and_text_cleaning_are_pure_and_consistent() -> None:
         assert not is_acceptable_id(bad), repr(bad)
     assert storable_text("Moz\x00illa\r\n", 100) == "Moz\ufffdilla\ufffd\ufffd"
     assert storable_text("x" * 300, 255) == "x" * 255
+
+
+def test_the_ascii_shortcut_finds_exactly_what_the_pattern_finds() -> None:
+    # has_unstorable answers printable ASCII without the regular expression: for every
+    # character (alone, and inside ASCII text) it must agree with UNSTORABLE.
+    for code in range(0x110000):
+        ch = chr(code)
+        for text in (ch, "id-" + ch, ch + "x"):
+            assert has_unstorable(text) == (UNSTORABLE.search(text) is not None), hex(code)
+        if code < 0x80 and UNSTORABLE.search(ch):
+            assert storable_text(f"a{ch}b", 10) == "a\ufffdb"
+    assert not has_unstorable("")
 
 
 def test_the_backlog_is_bounded_with_a_counted_drop(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -98,3 +98,19 @@ def test_client_and_server_spell_the_protocol_the_same() -> None:
     for peer_id in ["abc", "a-b_c d", "", "-a", "a  b", "héllo", "x" * 50]:
         if peer_id:
             assert client_protocol.is_valid_id(peer_id) == p.is_valid_id(peer_id)
+
+
+def test_the_plain_query_shortcut_reads_what_parse_qs_reads() -> None:
+    # first_values splits a query without "%" or "+" itself: on every query of up to
+    # five characters from this alphabet it must agree with parse_qs's first values.
+    from itertools import product
+    from urllib.parse import parse_qs
+
+    alphabet = "a=&;%+"
+    for length in range(6):
+        for chars in product(alphabet, repeat=length):
+            query = "".join(chars)
+            expected = {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
+            assert p.first_values(query) == expected, query
+    assert p.first_values("key=peerjs&id=a&id=b&token=") == {
+        "key": "peerjs", "id": "a", "token": ""}
