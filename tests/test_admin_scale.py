@@ -14,7 +14,8 @@ import pytest
 from tests.conftest import missing
 from tests.servers import ROOT, LiveServer, manage, prepare_database
 from tests.services import fresh_postgres_database, postgres_reachable
-from tests.test_apikeys_helpers import StartServer, eventually, make_keys, query
+from tests.test_apikeys_helpers import StartServer, make_keys, query
+from tests.waiting import until
 from tests.wsclient import join, recv, send
 
 TOTALS = """
@@ -80,8 +81,8 @@ async def load_and_read_totals(server: LiveServer) -> dict[str, Any]:
         if round_ < 2:  # the last round stays open until the server stops
             for ws in (a, b, c):
                 await ws.close()
-    await eventually(lambda: manage(server, "shell", "--no-imports", "-c", CLOSED)
-                     .splitlines()[-1] == "6", timeout=20)
+    await until(lambda: manage(server, "shell", "--no-imports", "-c", CLOSED)
+                     .splitlines()[-1] == "6", timeout=20, in_thread=True)
     server.stop()  # the recorder writes what is pending at exit
     out = manage(server, "shell", "--no-imports", "-c", TOTALS)
     return dict(json.loads(out.splitlines()[-1]))
@@ -113,7 +114,7 @@ async def test_retention_prunes_old_closed_sessions_in_the_serving_process(
             left = {r[0] for r in query(server, "SELECT peer_id FROM signalling_peersession")}
             return None if "ancient-0" in left else left
 
-        left = await eventually(pruned, timeout=20)
+        left = await until(pruned, in_thread=True)
         await ws.close()
     assert left >= {"ancient-live", "recent-closed"}
     assert not any(p.startswith("ancient-") and p != "ancient-live" for p in left)
