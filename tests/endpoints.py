@@ -1,11 +1,8 @@
-"""Stand-ins for client transports in in-process hub tests, and polling for a condition."""
+"""Stand-ins for client transports in in-process hub tests (polling: tests/waiting.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import time
-from collections.abc import Callable
 
 
 class Recorder:
@@ -24,11 +21,3 @@ class Recorder:
         if frame is not None:
             await self.deliver(frame)
         self.closed = code
-
-
-async def until(check: Callable[[], object], timeout: float = 5.0) -> None:
-    """Poll ``check()`` until true (a condition, never a fixed sleep)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)

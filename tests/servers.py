@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -59,14 +60,32 @@ class LiveServer:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
-        """Stop the process and wait for it."""
+        """Stop the process and wait for it; then end whatever it left in its group.
+
+        With ``WORKERS`` the process is a supervisor: if it has to be killed (a slow
+        drain on a loaded machine), its workers would live on, orphaned, holding the
+        port and Redis entries. :func:`run_server` starts each server in a process
+        group of its own, so they go too.
+        """
+        group = self._own_group()
         if self.process.poll() is None:
             self.process.send_signal(sig)
             try:
-                self.process.wait(10)
+                self.process.wait(30)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        if group is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(group, signal.SIGKILL)
+
+    def _own_group(self) -> int | None:
+        """The process group this server leads, if it was started in one of its own."""
+        try:
+            group = os.getpgid(self.process.pid)
+        except ProcessLookupError:
+            return None
+        return group if group == self.process.pid else None
 
 
 def prepare_database(var_dir: Path, env: dict[str, str]) -> None:
@@ -104,19 +123,46 @@ def wait_for_http(url: str, process: subprocess.Popen[bytes], what: str,
     raise RuntimeError(f"{what} did not start")
 
 
+class PortTaken(RuntimeError):
+    """The server could not listen: its port was taken after :func:`free_port` chose it."""
+
+
 def wait_until_serving(server: LiveServer, timeout: float = 60.0) -> None:
-    """Poll ``GET {path}`` until the server answers, or fail with its log."""
+    """Poll ``GET {path}`` until the server answers, or fail with its log.
+
+    The answer must come from this process: it has said it is serving, and it is still
+    running (another process that took the port first would answer too).
+    """
     try:
         wait_for_http(server.base_url, server.process, "peerhub", timeout)
-    except RuntimeError as exc:
-        raise RuntimeError(f"{exc}:\n{server.log()}") from exc
+        if "peerhub: serving on" not in server.log() or server.process.poll() is not None:
+            server.process.wait(10)
+            raise RuntimeError("peerhub exited early")
+        # With WORKERS, the first worker's answer says nothing of the others: until each
+        # listens, the kernel hands every connection to the ones that do.
+        workers = int(server.env.get("WORKERS", "1") or "1")
+        deadline = time.monotonic() + timeout
+        while server.log().count("peerhub: serving on") < workers:
+            if server.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"not all {workers} workers started")
+            time.sleep(0.1)
+    except (RuntimeError, subprocess.TimeoutExpired) as exc:
+        log = server.log()
+        if "peerhub: cannot listen on" in log:
+            raise PortTaken(log) from exc
+        raise RuntimeError(f"{exc}:\n{log}") from exc
 
 
 @contextmanager
 def run_server(var_dir: Path, template_db: Path | None = None,
                **overrides: str) -> Iterator[LiveServer]:
-    """Run one peerhub process with ``overrides`` in its environment."""
-    port = int(overrides.pop("PORT", "0")) or free_port()
+    """Run one peerhub process with ``overrides`` in its environment.
+
+    Without a ``PORT`` it listens on a free port; if another process takes that port
+    between the choice and the bind (it happens on a busy machine), a new one is chosen.
+    """
+    fixed = int(overrides.pop("PORT", "0"))
+    port = fixed or free_port()
     env = server_env(var_dir, port, **overrides)
     if "DATABASE_URL" not in overrides:
         db = var_dir / "peerhub.sqlite3"
@@ -126,19 +172,36 @@ def run_server(var_dir: Path, template_db: Path | None = None,
         else:
             prepare_database(var_dir, env)
     var_dir.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1 if fixed else 3):
+        server = _spawn(var_dir, env)
+        try:
+            wait_until_serving(server)
+            break
+        except PortTaken:
+            server.stop()
+            if fixed or attempt == 2:
+                raise
+            env["PORT"] = str(free_port())
+        except BaseException:
+            server.stop()
+            raise
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _spawn(var_dir: Path, env: dict[str, str]) -> LiveServer:
+    port = int(env["PORT"])
     log_path = var_dir / f"server-{port}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "peerhub.serve"], cwd=ROOT, env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     server = LiveServer("127.0.0.1", port, env.get("PEERHUB_PATH", "/") or "/", proc,
                         log_path, env)
     if not server.path.endswith("/"):
         server.path += "/"
-    try:
-        wait_until_serving(server)
-        yield server
-    finally:
-        server.stop()
+    return server
 
 
 def manage(server: LiveServer, *args: str) -> str:

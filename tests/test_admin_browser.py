@@ -16,7 +16,8 @@ from playwright.async_api import Browser, Page
 from signalling.protocol import Errors
 from tests.browser_page import ORIGIN, create_peer, open_page, wait_event
 from tests.servers import LiveServer, manage
-from tests.test_apikeys_helpers import StartServer, close_reasons, eventually, make_keys, query
+from tests.test_apikeys_helpers import StartServer, close_reasons, make_keys, query
+from tests.waiting import until
 from tests.wsclient import closed_with, join, recv
 
 pytestmark = pytest.mark.browser
@@ -96,7 +97,7 @@ async def test_staff_creates_a_key_sees_its_peer_live_and_deactivating_disconnec
         error = await wait_event(peer_page, "peer", "error", timeout=10_000)
         assert error == {"type": "server-error", "message": Errors.KEY_DEACTIVATED}
         await wait_event(peer_page, "peer", "disconnected")
-        await eventually(lambda: close_reasons(server, KEY) == {"dash-peer": "key deactivated"})
+        await until(lambda: close_reasons(server, KEY) == {"dash-peer": "key deactivated"}, in_thread=True)
         assert await dashboard_live(admin, server, KEY) == "0"
         state = await admin.text_content(f'#key-summary tr[data-key="{KEY}"] .state')
         assert (state or "").strip() == "(inactive)"
@@ -141,8 +142,8 @@ async def test_session_admin_is_read_only_and_filters_live_closed_and_by_key(
         live = await join(server, "still-here", key="sess")
         gone = await join(server, "went-away", key="sess")
         await gone.close()
-        await eventually(lambda: close_reasons(server, "sess") == {
-            "still-here": "", "went-away": "closed by client"})
+        await until(lambda: close_reasons(server, "sess") == {
+            "still-here": "", "went-away": "closed by client"}, in_thread=True)
         admin, _ = await admin_session(browser, server)
         url = f"{base(server)}/admin/signalling/peersession/"
 

@@ -6,9 +6,9 @@ One server; a pair of bystander peers under their own key keep talking between c
 
 from __future__ import annotations
 
-import asyncio
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +22,7 @@ from websockets.typing import Origin
 from signalling.protocol import Errors
 from tests.servers import LiveServer, run_server
 from tests.test_apikeys_helpers import log_lines, make_keys
+from tests.waiting import until
 from tests.wsclient import closed_with, join, open_socket, recv, send
 
 INVALID_KEY = {"type": "INVALID-KEY", "payload": {"msg": Errors.INVALID_KEY}}
@@ -62,56 +63,69 @@ def server(tmp_path_factory: pytest.TempPathFactory, template_db: Path
         yield live
 
 
+@dataclass(frozen=True)
+class Bystander:
+    id: str
+    ws: ClientConnection
+
+
 @pytest.fixture
-async def bystanders(server: LiveServer) -> AsyncIterator[tuple[ClientConnection, ...]]:
-    pair = (await join(server, "x", key="calm"), await join(server, "y", key="calm"))
+async def bystanders(server: LiveServer) -> AsyncIterator[tuple[Bystander, ...]]:
+    # Ids of their own: the previous case's pair may not have been released yet.
+    tag = uuid.uuid4().hex[:8]
+    pair = tuple([Bystander(i, await join(server, i, key="calm"))
+                  for i in (f"x-{tag}", f"y-{tag}")])
     yield pair
     await still_talking(*pair)
-    for ws in pair:
-        await ws.close()
+    for b in pair:
+        await b.ws.close()
 
 
-async def still_talking(a: ClientConnection, b: ClientConnection) -> None:
-    await send(a, type="CANDIDATE", dst="y", payload="still here")
-    assert await recv(b) == {"type": "CANDIDATE", "src": "x", "dst": "y",
-                             "payload": "still here"}
+async def still_talking(a: Bystander, b: Bystander) -> None:
+    await send(a.ws, type="CANDIDATE", dst=b.id, payload="still here")
+    assert await recv(b.ws) == {"type": "CANDIDATE", "src": a.id, "dst": b.id,
+                                "payload": "still here"}
 
 
-async def settled_log(server: LiveServer, needle: str, since: int) -> list[str]:
-    await asyncio.sleep(0.3)  # let the server's log line reach the file
-    return log_lines(server, needle, since)
+async def logged(server: LiveServer, needle: str, since: int) -> list[str]:
+    """The log lines after ``since`` that hold ``needle``, once there is one."""
+    lines: list[str] = await until(lambda: log_lines(server, needle, since),
+                                   what=f"a log line with {needle!r}")
+    return lines
 
 
 @pytest.mark.parametrize("name", list(CASES))
 async def test_bad_key_input_gets_its_error_is_logged_once_and_harms_no_one(
-        server: LiveServer, bystanders: tuple[ClientConnection, ...], name: str) -> None:
+        server: LiveServer, bystanders: tuple[Bystander, ...], name: str) -> None:
     case = CASES[name]
     since = len(server.log())
     ws = await open_socket(server, "intruder", key=case.key,
                            origin=Origin(case.origin) if case.origin else None)
     assert await recv(ws) == case.frame
     assert await closed_with(ws) == 1008
-    lines = await settled_log(server, case.log, since)
-    assert len(lines) == 1
+    await logged(server, case.log, since)
+    await still_talking(*bystanders)  # and a round trip later, still one line
+    lines = log_lines(server, case.log, since)
+    assert len(lines) == 1, lines
     assert f"key={case.key[:64]!r}" in lines[0]  # named, escaped, at most 64 characters
     assert case.key[:65] not in server.log()[since:] or len(case.key) <= 64
     assert "Traceback" not in server.log()[since:]
-    await still_talking(*bystanders)
 
 
 async def test_over_a_keys_limit_gets_the_limit_error_is_logged_once_and_harms_no_one(
-        server: LiveServer, bystanders: tuple[ClientConnection, ...]) -> None:
+        server: LiveServer, bystanders: tuple[Bystander, ...]) -> None:
     holder = await join(server, "first", key="tiny")
     since = len(server.log())
     ws = await open_socket(server, "second", key="tiny")
     assert await recv(ws) == {"type": "ERROR",
                               "payload": {"msg": Errors.CONNECTION_LIMIT_EXCEED}}
     assert await closed_with(ws) == 1008
-    assert len(await settled_log(server, LIMIT_LOG, since)) == 1
-    assert "Traceback" not in server.log()[since:]
+    await logged(server, LIMIT_LOG, since)
     await send(holder, type="CANDIDATE", dst="first", payload="own")
     assert (await recv(holder))["payload"] == "own"
-    await still_talking(*bystanders)
+    await still_talking(*bystanders)  # and a round trip later, still one line
+    assert len(log_lines(server, LIMIT_LOG, since)) == 1
+    assert "Traceback" not in server.log()[since:]
     await holder.close()
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from tests.servers import LiveServer, manage
 from tests.test_apikeys_helpers import (
     StartServer,
-    eventually,
     make_keys,
     query,
     run_manage,
 )
+from tests.waiting import until
 from tests.wsclient import join
 
 OLD_SESSIONS = """
@@ -62,9 +62,9 @@ async def test_listkeys_counts_open_sessions_from_the_database(
         make_keys(server, {"name": "busy", "key": "busy", "concurrent_limit": 3},
                   {"name": "idle", "key": "idle", "active": False})
         peers = [await join(server, f"p{n}", key="busy") for n in range(2)]
-        await eventually(lambda: query(
+        await until(lambda: query(
             server, "SELECT count(*) FROM signalling_peersession WHERE api_key='busy'"
-        ) == [(2,)])
+        ) == [(2,)], in_thread=True)
         rows = listkeys_rows(server)
         assert rows["busy"][:6] == ["busy", "busy", "active", "2", "2", "3"]
         assert rows["idle"][:5] == ["idle", "idle", "inactive", "0", "0"]
@@ -73,9 +73,9 @@ async def test_listkeys_counts_open_sessions_from_the_database(
         assert "live = open sessions recorded in the database" in out
         for ws in peers:
             await ws.close()
-        await eventually(lambda: query(
+        await until(lambda: query(
             server, "SELECT count(*) FROM signalling_peersession "
-                    "WHERE api_key='busy' AND disconnected_at IS NULL") == [(0,)])
+                    "WHERE api_key='busy' AND disconnected_at IS NULL") == [(0,)], in_thread=True)
         assert listkeys_rows(server)["busy"][3:5] == ["0", "2"]
         assert list(listkeys_rows(server)) == ["busy", "peerjs", "idle"]  # by name
 

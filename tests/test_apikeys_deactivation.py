@@ -14,11 +14,11 @@ from tests.servers import manage
 from tests.test_apikeys_helpers import (
     StartServer,
     close_reasons,
-    eventually,
     make_keys,
     query,
     run_manage,
 )
+from tests.waiting import until
 from tests.wsclient import closed_with, join, open_socket, recv, send
 
 DEACTIVATED = {"type": "ERROR", "payload": {"msg": Errors.KEY_DEACTIVATED}}
@@ -43,8 +43,8 @@ async def test_deactivatekey_closes_live_peers_with_error_then_1008(
         assert await closed_with(refused) == 1008
         await send(other, type="CANDIDATE", dst="a", payload="unaffected")
         assert (await recv(other))["payload"] == "unaffected"
-        await eventually(lambda: close_reasons(server, "doomed") == {
-            "a": "key deactivated", "b": "key deactivated"})
+        await until(lambda: close_reasons(server, "doomed") == {
+            "a": "key deactivated", "b": "key deactivated"}, in_thread=True)
         await other.close()
 
 
@@ -65,7 +65,7 @@ async def test_deleted_key_closes_its_peers_and_reactivation_lets_peers_back(
                                 "K.objects.filter(key='back').update(active=True)")
         again = await join(server, "b", key="back")  # KEY_CACHE_SECONDS=0 in tests
         await again.close()
-        await eventually(lambda: close_reasons(server, "gone") == {"g": "key deleted"})
+        await until(lambda: close_reasons(server, "gone") == {"g": "key deleted"}, in_thread=True)
 
 
 async def test_deactivatekey_reports_unknown_keys_and_fails(

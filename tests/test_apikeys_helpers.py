@@ -6,12 +6,10 @@ directly is much faster than a ``manage.py shell`` per look.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, closing
 from pathlib import Path
@@ -51,17 +49,6 @@ def close_reasons(server: LiveServer, key: str) -> dict[str, str]:
     """``{peer_id: close_reason}`` of ``key``'s recorded sessions ("" while live)."""
     return dict(query(server, "SELECT peer_id, close_reason FROM signalling_peersession "
                               "WHERE api_key = ?", key))
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Poll ``check`` (run in a thread) until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await asyncio.to_thread(check)
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"condition not met within {timeout} s"
-        await asyncio.sleep(0.2)
 
 
 def log_lines(server: LiveServer, needle: str, since: int = 0) -> list[str]:

@@ -10,13 +10,14 @@ import urllib.request
 from collections.abc import Callable
 
 import pytest
-from websockets.asyncio.client import ClientConnection
+import redis.asyncio
 
+from signalling.names import Names
 from signalling.protocol import Errors
 from tests.servers import LiveServer, free_port, manage
 from tests.services import PrivateRedis
-from tests.waiting import eventually
-from tests.wsclient import closed_with, join, nothing_arrives, open_socket, recv, send
+from tests.waiting import eventually, until
+from tests.wsclient import closed_with, join, nothing_arrives, open_socket, recv, rejoin, send
 
 pytestmark = pytest.mark.cluster
 Cluster = Callable[..., list[LiveServer]]
@@ -48,29 +49,34 @@ async def test_id_taken_and_takeover_across_nodes(cluster: Cluster) -> None:
         await ws.close()
 
 
-async def join_once_freed(server: LiveServer, peer_id: str, key: str,
-                          timeout: float = 10.0) -> ClientConnection:
-    """Join as ``peer_id``, retrying while the key's limit still counts a leaving peer."""
-    deadline = time.monotonic() + timeout
-    while True:
-        ws = await open_socket(server, peer_id, key=key)
-        frame = await recv(ws)
-        if frame == {"type": "OPEN"}:
-            return ws
-        await ws.close()
-        assert time.monotonic() < deadline, f"{peer_id} still refused: {frame}"
-        await asyncio.sleep(0.1)
+async def queued(node: LiveServer, key: str, dst: str, count: int) -> bool:
+    """True once ``count`` messages for ``dst`` wait in the cluster's Redis queue."""
+    client = redis.asyncio.Redis.from_url(node.env["REDIS_URL"])
+    try:
+        return bool(await client.llen(Names(node.env["REDIS_PREFIX"]).queue(key, dst)) == count)
+    finally:
+        await client.aclose()
+
+
+def close_reason(node: LiveServer, peer_id: str) -> str:
+    """``repr`` of node0's session row's close reason for ``peer_id`` ("None": no row)."""
+    out = manage(node, "shell", "--no-imports", "-c",
+                 "from signalling.models import PeerSession as S; "
+                 f"print(repr(S.objects.filter(peer_id={peer_id!r}, node='node0')"
+                 ".values_list('close_reason', flat=True).first()))")
+    return out.splitlines()[-1]
 
 
 async def test_key_limit_counts_the_whole_cluster(cluster: Cluster) -> None:
     n1, n2 = cluster(2)
     key = manage(n1, "createkey", "small", "--limit", "2")
     a, b = await join(n1, "A", key=key), await join(n2, "B", key=key)
+    over_limit = {"type": "ERROR", "payload": {"msg": Errors.CONNECTION_LIMIT_EXCEED}}
     third = await open_socket(n1, "C", key=key)
-    assert await recv(third) == {"type": "ERROR",
-                                 "payload": {"msg": Errors.CONNECTION_LIMIT_EXCEED}}
+    assert await recv(third) == over_limit
     await b.close()
-    again = await join_once_freed(n1, "C", key)  # B's release crosses nodes first
+    # B's release crosses nodes first: until then the key's limit still counts it
+    again = await rejoin(n1, "C", key=key, still_held=lambda f: f == over_limit)
     for ws in (a, again):
         await ws.close()
 
@@ -80,7 +86,7 @@ async def test_offline_queue_reaches_a_late_joiner_on_another_node(cluster: Clus
     a = await join(n1, "A")
     await send(a, type="OFFER", dst="LATE", payload=1)
     await send(a, type="CANDIDATE", dst="LATE", payload=2)
-    await asyncio.sleep(0.3)
+    await until(lambda: queued(n1, "peerjs", "LATE", 2))  # in Redis, not yet delivered
     late = await open_socket(n2, "LATE")
     assert [await recv(late) for _ in range(3)] == [
         {"type": "OPEN"},
@@ -140,16 +146,12 @@ async def test_a_killed_nodes_ids_free_themselves_and_others_carry_on(
 async def test_sigterm_closes_sockets_1001_and_frees_ids_at_once(cluster: Cluster) -> None:
     n1, n2 = cluster(2)
     a = await join(n1, "A", token="t")
-    await asyncio.sleep(0.8)  # let the session row be written
+    await until(lambda: close_reason(n2, "A") == "''", in_thread=True)  # its live row
     await asyncio.to_thread(n1.stop, signal.SIGTERM)
     assert await closed_with(a) == 1001
     again = await join(n2, "A", token="other")  # freed without waiting for the lease
     await again.close()
-    out = manage(n2, "shell", "--no-imports", "-c",
-                 "from signalling.models import PeerSession as S; "
-                 "print(S.objects.filter(peer_id='A', node='node0').values_list("
-                 "'close_reason', flat=True).first())")
-    assert out.splitlines()[-1] == "server stopped"
+    assert close_reason(n2, "A") == "'server stopped'"
 
 
 async def test_redis_restart_nodes_resume_on_their_own(cluster: Cluster, private_redis: PrivateRedis) -> None:
@@ -158,7 +160,7 @@ async def test_redis_restart_nodes_resume_on_their_own(cluster: Cluster, private
     await send(a, type="OFFER", dst="B", payload="before")
     assert (await recv(b))["payload"] == "before"
     await send(b, type="OFFER", dst="LATER", payload="queued before the outage")
-    await asyncio.sleep(0.3)
+    await until(lambda: queued(n2, "peerjs", "LATER", 1))
     private_redis.kill()
     await send(a, type="OFFER", dst="B", payload="during")
     assert await recv(a, 8) == {"type": "EXPIRE", "src": "B", "dst": "A"}

@@ -23,7 +23,7 @@ from tests.browser_page import (
 )
 from tests.nginx import nginx_binary, running_nginx
 from tests.servers import LiveServer, manage
-from tests.test_apikeys_helpers import eventually
+from tests.waiting import until
 from tests.wsclient import join, recv
 from tests.wsclient import send as ws_send
 
@@ -79,6 +79,6 @@ async def test_browser_peers_behind_nginx_talk_and_sockets_spread(
         await ws_send(sockets[0], type="OFFER", dst="spread5", payload="via nginx")
         assert (await recv(sockets[5]))["payload"] == "via nginx"
         # Session rows are written in batches off the relay path: wait for them.
-        await eventually(lambda: recorded_nodes(n1) == "['node0', 'node1']", timeout=20)
+        await until(lambda: recorded_nodes(n1) == "['node0', 'node1']", timeout=20, in_thread=True)
         for ws in sockets:
             await ws.close()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator
 
@@ -16,8 +15,9 @@ from signalling.batcher import Batcher, BatchMismatch
 from signalling.decisions import Claim
 from signalling.hub import Limits
 from signalling.protocol import parse_client_frame
-from tests.endpoints import Recorder, until
+from tests.endpoints import Recorder
 from tests.services import REDIS_URL, redis_reachable
+from tests.waiting import until
 
 # --- the batcher ----------------------------------------------------------------------
 
@@ -117,10 +117,7 @@ async def test_a_nul_in_an_id_cannot_forge_a_queued_frame_or_its_expire(hubs: tu
     await h1.relay(sender, parse_client_frame(frame))
     link = h1.directory.link
     queue = link.names.queue("k", "late\x00x")
-    deadline = time.monotonic() + 5
-    while not await link.redis.llen(queue):  # handed to Redis by the flusher
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
+    await until(lambda: link.redis.llen(queue))  # handed to Redis by the flusher
     late = Recorder("k", "late\x00x")
     assert await h2.register(late, LIMITS) is Claim.NEW
     await h2.flush_queue(late)
@@ -223,16 +220,12 @@ async def test_frames_for_a_peer_that_left_before_they_arrived_wait_for_it(
     await _on_message(wire.pack([wire.frames_entry("k", "gone", True, frames)], frames), h2)
     link = h2.directory.link
     queue = link.names.queue("k", "gone")
-    await until_async(lambda: link.redis.llen(queue), 3)
+
+    async def three_queued() -> bool:
+        return bool(await link.redis.llen(queue) == 3)
+
+    await until(three_queued)
     back = Recorder("k", "gone")
     assert await h1.register(back, LIMITS) is Claim.NEW
     await h1.flush_queue(back)
     assert [f["payload"] for f in back.frames] == [0, 1, 2]
-
-
-async def until_async(read: object, want: object, timeout: float = 5.0) -> None:
-    """Poll the coroutine function ``read`` until it returns ``want``."""
-    deadline = time.monotonic() + timeout
-    while await read() != want:  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)

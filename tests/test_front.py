@@ -24,7 +24,7 @@ from websockets.exceptions import InvalidStatus
 from signalling.protocol import ID_PATTERN, Errors
 from tests.rawframes import client_frame
 from tests.servers import LiveServer, run_server
-from tests.wsclient import closed_with, join, open_socket, recv, send
+from tests.wsclient import closed_with, join, open_socket, recv, rejoin, send
 
 StartServer = Callable[..., AbstractContextManager[LiveServer]]
 
@@ -196,18 +196,9 @@ async def id_is_free_again(server: LiveServer, peer_id: str) -> None:
     """A new socket for ``peer_id`` with another token gets OPEN (the old one is gone).
 
     The old socket's disconnect reaches the consumer asynchronously, so a first attempt
-    racing it may still see ID-TAKEN; retry for a few seconds.
+    racing it may still see ID-TAKEN.
     """
-    deadline = time.monotonic() + IO_TIMEOUT
-    while True:
-        ws = await open_socket(server, peer_id, token=uid("other"))
-        first = await recv(ws, IO_TIMEOUT)
-        if first == {"type": "OPEN"}:
-            await ws.close()
-            return
-        await ws.close()
-        assert first["type"] == "ID-TAKEN" and time.monotonic() < deadline, first
-        await asyncio.sleep(0.2)
+    await (await rejoin(server, peer_id, token=uid("other"))).close()
 
 
 # --- the handshake and frames --------------------------------------------------------

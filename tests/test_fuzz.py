@@ -22,6 +22,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from tests.servers import LiveServer, run_server
+from tests.waiting import until
 from tests.wsclient import join, recv, send
 
 json_values = st.recursive(
@@ -79,14 +80,11 @@ async def hostile(server: LiveServer, key: str, peer_id: str, token: str,
     return opened
 
 
-async def id_is_free(server: LiveServer, peer_id: str) -> bool:
-    for _ in range(30):
-        query = urlencode({"key": "peerjs", "id": peer_id, "token": "probe"})
-        async with connect(f"ws://{server.host}:{server.port}/peerjs?{query}") as ws:
-            if json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "OPEN":
-                return True
-        await asyncio.sleep(0.1)
-    return False
+async def opens(server: LiveServer, peer_id: str) -> bool:
+    """True if a new socket for ``peer_id`` gets OPEN (its old holder is gone)."""
+    query = urlencode({"key": "peerjs", "id": peer_id, "token": "probe"})
+    async with connect(f"ws://{server.host}:{server.port}/peerjs?{query}") as ws:
+        return bool(json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "OPEN")
 
 
 @settings(max_examples=60, deadline=None,
@@ -99,7 +97,7 @@ def test_random_frames_ids_and_keys_never_hurt_honest_peers(
         opened = await hostile(fuzz_server, key, peer_id, token, batch)
         await honest_exchange(fuzz_server, uuid.uuid4().hex[:8])
         if opened and key == "peerjs":
-            assert await id_is_free(fuzz_server, peer_id), f"id {peer_id!r} stuck"
+            await until(lambda: opens(fuzz_server, peer_id), what=f"id {peer_id!r} free")
 
     asyncio.run(case())
     assert fuzz_server.process.poll() is None

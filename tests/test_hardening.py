@@ -11,9 +11,20 @@ from websockets.asyncio.client import ClientConnection
 
 from signalling.protocol import Errors
 from tests.servers import LiveServer, manage
+from tests.test_metrics import scrape
+from tests.waiting import until
 from tests.wsclient import closed_with, join, open_socket, recv, send
 
 StartServer = Callable[..., AbstractContextManager[LiveServer]]
+OPEN = {"type": "OPEN"}
+RATE_REFUSAL = {"type": "ERROR", "payload": {"msg": Errors.IP_RATE}}
+
+
+def open_websockets(server: LiveServer) -> float:
+    """The server's own count of open websockets (``/metrics``)."""
+    samples = scrape(server)
+    return sum(v for (name, labels), v in samples.items()
+               if name == "peerhub_open_sockets" and ("transport", "websocket") in labels)
 
 
 def limit_counts(server: LiveServer) -> dict[str, int]:
@@ -32,22 +43,35 @@ async def test_sockets_per_address_are_bounded(start_server: StartServer) -> Non
         await send(peers[0], type="OFFER", dst="p1", payload="unaffected")
         assert (await recv(peers[1]))["payload"] == "unaffected"
         await peers[2].close()
-        await asyncio.sleep(0.3)
+        # the close reaches the server's count a moment later; joining before that would
+        # be refused (and counted as a second hit)
+        await until(lambda: open_websockets(server) == 2, in_thread=True)
         again = await join(server, "p3")
-        await asyncio.sleep(1.0)
+        # the recorder writes the hit on its next round; then it stays at one
+        await until(lambda: limit_counts(server).get("per-address"), in_thread=True)
         assert limit_counts(server).get("per-address") == 1
         for ws in (*peers[:2], again):
             await ws.close()
 
 
 async def test_connection_rate_per_address_is_bounded(start_server: StartServer) -> None:
-    # Every connection counts, HTTP included: the start-up check's GET took one of 4.
+    # Every connection counts, HTTP included. From an address of its own, so that the
+    # start-up check's GETs (from 127.0.0.1, one or more) take none of its 4; and at
+    # once, since the bucket gains a token for every second the test takes.
+    address = "127.0.0.3"
     with start_server(CONNECT_RATE="1", CONNECT_BURST="4") as server:
-        peers = [await join(server, f"r{i}") for i in range(3)]
-        fast = await open_socket(server, "r3")
-        assert await recv(fast) == {"type": "ERROR", "payload": {"msg": Errors.IP_RATE}}
-        assert await closed_with(fast) == 1008
-        for ws in peers:
+        reader, writer = await asyncio.open_connection(server.host, server.port,
+                                                       local_addr=(address, 0))
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        assert (await asyncio.wait_for(reader.readline(), 10)).startswith(b"HTTP/1.1 200")
+        writer.close()
+        sockets = await asyncio.gather(*(open_socket(server, f"r{i}", local_addr=(address, 0))
+                                         for i in range(4)))
+        firsts = [await recv(ws) for ws in sockets]
+        refused = [ws for ws, first in zip(sockets, firsts, strict=True) if first != OPEN]
+        assert sorted(firsts, key=str) == sorted([OPEN] * 3 + [RATE_REFUSAL], key=str)
+        assert await closed_with(refused[0]) == 1008
+        for ws in sockets:
             await ws.close()
 
 
@@ -129,7 +153,7 @@ async def test_tokens_and_sdp_never_reach_the_log(start_server: StartServer) -> 
                 pass
         await a.close()
         await b.close()
-        await asyncio.sleep(0.5)
-        log = server.log()
+        # the access log line follows the response: wait for both requests' lines
+        log = await until(lambda: server.log().count("/offer") >= 2 and server.log())
         assert "/offer" in log  # the requests were logged...
         assert secret_token not in log and "SDP-SECRET" not in log  # ...without secrets

@@ -21,7 +21,8 @@ from apikeys.tenants import Tenant
 from signalling.protocol import Errors
 from tests.adminhttp import AdminHTTP
 from tests.servers import ROOT, LiveServer, manage, server_env
-from tests.test_apikeys_helpers import StartServer, eventually, make_keys, query
+from tests.test_apikeys_helpers import StartServer, make_keys, query
+from tests.waiting import until
 from tests.wsclient import closed_with, join, open_socket, recv
 
 PASSWORD = "correct horse battery staple 13"
@@ -240,9 +241,9 @@ async def test_key_lifecycle_keeps_history_and_shows_live_peers_first(
         assert query(server, "SELECT active FROM apikeys_apikey WHERE id = ?", pk) == [(0,)]
         for ws in peers:
             assert await closed_with(ws, 10) is not None
-        await eventually(lambda: all(r[0] for r in query(
+        await until(lambda: all(r[0] for r in query(
             server, "SELECT disconnected_at IS NOT NULL FROM signalling_peersession "
-                    "WHERE api_key = 'shop'")))
+                    "WHERE api_key = 'shop'")), in_thread=True)
 
 
 def test_with_redis_the_login_throttle_holds_across_nodes(

@@ -11,21 +11,9 @@ from websockets.asyncio.client import ClientConnection
 
 from signalling.protocol import Errors
 from tests.servers import LiveServer
-from tests.wsclient import closed_with, join, nothing_arrives, open_socket, recv, send
+from tests.wsclient import closed_with, join, nothing_arrives, open_socket, recv, rejoin, send
 
 NOT_HELD = {"type": "ERROR", "payload": {"msg": Errors.ID_NOT_HELD}}
-
-
-async def join_when_free(server: LiveServer, peer_id: str, token: str) -> ClientConnection:
-    """Join as ``peer_id`` once its LEAVE has been processed (ID-TAKEN until then)."""
-    deadline = time.monotonic() + 10
-    while True:
-        ws = await open_socket(server, peer_id, token)
-        first = await recv(ws)
-        if first == {"type": "OPEN"}:
-            return ws
-        assert first["type"] == "ID-TAKEN" and time.monotonic() < deadline, first
-        await ws.close()
 
 
 async def refused_as_old_holder(old: ClientConnection, dst: str) -> None:
@@ -39,7 +27,7 @@ async def test_after_leave_the_old_socket_no_longer_speaks_for_the_id(
     server = peerhub_server
     old, third = await join(server, "famous", "first"), await join(server, "third-a")
     await send(old, type="LEAVE")  # frees the id
-    owner = await join_when_free(server, "famous", "owner-token")
+    owner = await rejoin(server, "famous", "owner-token")
     await refused_as_old_holder(old, "third-a")
     assert await nothing_arrives(third)
     await send(owner, type="OFFER", dst="third-a", payload="real")
@@ -85,7 +73,7 @@ async def test_after_a_takeover_on_another_node_the_old_socket_is_refused(
     # And after LEAVE on node 1 with the owner on node 2.
     other, witness = await join(n1, "second", "a"), await join(n2, "witness")
     await send(other, type="LEAVE")
-    owner = await join_when_free(n2, "second", "b")
+    owner = await rejoin(n2, "second", "b")
     await refused_as_old_holder(other, "witness")
     assert await nothing_arrives(witness)
     for ws in (new, third, owner, witness):

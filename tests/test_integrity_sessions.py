@@ -18,8 +18,9 @@ from signalling import sessions
 from signalling.protocol import UNSTORABLE, Errors, has_unstorable, is_acceptable_id, storable_text
 from tests.pgserver import pg_rows, pg_server
 from tests.servers import LiveServer
-from tests.test_apikeys_helpers import StartServer, eventually, log_lines, query
+from tests.test_apikeys_helpers import StartServer, log_lines, query
 from tests.test_front import Raw, upgrade_request, ws_target
+from tests.waiting import until
 from tests.wsclient import closed_with, join, open_socket, recv, send
 
 HONEST = [f"honest{n}" for n in range(5)]
@@ -94,16 +95,16 @@ async def test_bad_records_never_block_honest_sessions_on_postgres(tmp_path: Pat
         def recorded() -> set[str]:
             return {r[0] for r in pg_rows(db_url, "SELECT peer_id FROM signalling_peersession")}
 
-        await eventually(lambda: set(HONEST) | {"nul-texts", "too-big"} <= recorded())
-        await eventually(lambda: pg_rows(
+        await until(lambda: set(HONEST) | {"nul-texts", "too-big"} <= recorded(), in_thread=True)
+        await until(lambda: pg_rows(
             db_url, "SELECT count FROM signalling_limithit WHERE api_key = 'peerjs' AND "
-                    "\"limit\" = 'message size'") == [(1,)])
+                    "\"limit\" = 'message size'") == [(1,)], in_thread=True)
         nul.close()
         for ws in (refused, *honest):
             await ws.close()
         # Peers after the refused row are recorded too (nothing is stuck).
         late = await join(server, "late-honest")
-        await eventually(lambda: "late-honest" in recorded())
+        await until(lambda: "late-honest" in recorded(), in_thread=True)
         await late.close()
         assert "refused-by-db" not in recorded()
         assert pg_rows(db_url, "SELECT user_agent, client_version FROM signalling_peersession "
@@ -125,8 +126,8 @@ async def test_nul_in_version_and_user_agent_is_stored_the_same_on_sqlite(
                                        extra="User-Agent: Moz evil\r\n"))
         assert (await nul.read_head())[0] == 101
         assert json.loads((await nul.read_frame())[2]) == {"type": "OPEN"}
-        rows = await eventually(lambda: query(
+        rows = await until(lambda: query(
             server, "SELECT user_agent, client_version FROM signalling_peersession "
-                    "WHERE peer_id = 'nul-texts'"))
+                    "WHERE peer_id = 'nul-texts'"), in_thread=True)
         assert rows == [("Moz evil", "1.5\ufffdevil")]
         nul.close()

@@ -10,7 +10,7 @@ import urllib.error
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
 
@@ -21,6 +21,7 @@ from signalling.protocol import BANNER, ID_PATTERN, STREAM_PADDING, Errors
 from tests.httpstream import HttpStream, open_stream, request_bytes
 from tests.servers import LiveServer, manage
 from tests.services import PrivateRedis
+from tests.waiting import until
 from tests.wsclient import join, nothing_arrives, open_socket, recv, send
 
 StartServer = Callable[..., AbstractContextManager[LiveServer]]
@@ -293,7 +294,7 @@ async def test_streams_count_against_the_per_address_limit(start_server: StartSe
                 streams.append(again)
             return opened
 
-        await poll(opens_again)
+        await until(opens_again)
         for stream in streams[1:]:
             stream.close()
 
@@ -400,7 +401,7 @@ async def test_a_stream_that_does_not_read_is_ended_and_memory_stays_bounded(
             await ws.close()
             return bool(first == {"type": "OPEN"})
 
-        await poll(id_is_free)
+        await until(id_is_free)
         grown = memory(server.process.pid, "VmHWM") - before
         assert grown < 40 * 1024 * 1024, f"peak grew {grown / 1e6:.0f} MB for 90 MB sent"
         assert "not read" in server.log()
@@ -411,14 +412,6 @@ async def test_a_stream_that_does_not_read_is_ended_and_memory_stays_bounded(
         sock.close()
         for ws in senders:
             await ws.close()
-
-
-async def poll(check: Callable[[], Awaitable[bool]], timeout: float = 15.0) -> None:
-    """Retry ``check`` until it is true, or fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.1)
 
 
 # --- the cluster ----------------------------------------------------------------------------

@@ -9,11 +9,12 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 import pytest
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from signalling.protocol import Errors
 from tests.servers import LiveServer, manage
-from tests.wsclient import closed_with, join, nothing_arrives, open_socket, recv, send
+from tests.wsclient import closed_with, join, nothing_arrives, open_socket, recv, rejoin, send
 
 StartServer = Callable[..., AbstractContextManager[LiveServer]]
 
@@ -177,8 +178,8 @@ async def test_id_is_freed_when_the_socket_closes(peerhub_server: LiveServer) ->
     a_id = uid()
     a = await join(peerhub_server, a_id, token="first")
     await a.close()
-    await asyncio.sleep(0.2)
-    again = await join(peerhub_server, a_id, token="second")
+    # the close reaches the server a moment later: well before ALIVE_TIMEOUT (60 s)
+    again = await rejoin(peerhub_server, a_id, token="second", timeout=20)
     await again.close()
 
 
@@ -186,10 +187,19 @@ async def test_leave_without_dst_unregisters_the_sender(peerhub_server: LiveServ
     a_id = uid()
     a = await join(peerhub_server, a_id, token="first")
     await send(a, type="LEAVE")
-    await asyncio.sleep(0.2)
-    other = await join(peerhub_server, a_id, token="second")
+    other = await rejoin(peerhub_server, a_id, token="second", timeout=20)
     await other.close()
     await a.close()
+
+
+async def relayed_in_order(server: LiveServer, ws: ClientConnection, ws_id: str) -> None:
+    """Return once the server has handled every frame ``ws`` sent before this call."""
+    witness_id = uid()
+    witness = await join(server, witness_id)
+    await send(ws, type="CANDIDATE", dst=witness_id, payload="barrier")
+    assert await recv(witness) == {"type": "CANDIDATE", "src": ws_id, "dst": witness_id,
+                                   "payload": "barrier"}
+    await witness.close()
 
 
 async def test_offline_messages_are_delivered_right_after_open(
@@ -199,7 +209,9 @@ async def test_offline_messages_are_delivered_right_after_open(
     await send(a, type="OFFER", dst=late, payload=1)
     await send(a, type="CANDIDATE", dst=late, payload=2)
     await send(a, type="LEAVE", dst=late)  # never queued
-    await asyncio.sleep(0.1)
+    # a's frames are handled in order: once this one is relayed, the three above are
+    # queued (or dropped), so the late joiner below takes the offline-queue path
+    await relayed_in_order(peerhub_server, a, a_id)
     c = await open_socket(peerhub_server, late)
     frames = [await recv(c) for _ in range(3)]
     assert frames == [{"type": "OPEN"},
@@ -287,8 +299,8 @@ async def test_dead_socket_is_closed_and_id_freed_within_alive_timeout(
         ghost = await open_socket(server, "G", token="ghost", ping_interval=None)
         assert await recv(ghost) == {"type": "OPEN"}
         ghost.transport.pause_reading()  # no pongs, no frames: a dead peer
-        await asyncio.sleep(4.5)
-        fresh = await join(server, "G", token="other")
+        # ID-TAKEN until the dead socket is dropped, then OPEN (never without the timeout)
+        fresh = await rejoin(server, "G", token="other", timeout=30)
         await fresh.close()
         ghost.transport.abort()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -17,6 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import missing
 from tests.servers import LiveServer, manage
 from tests.services import REDIS_URL, redis_reachable
+from tests.waiting import eventually
 from tests.wsclient import closed_with, join, open_socket, recv, send
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -37,17 +37,6 @@ def scrape(server: LiveServer) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
-
-
-def wait_for(server: LiveServer, check: Callable[[Samples], bool],
-             timeout: float = 15.0) -> Samples:
-    """Scrape until ``check`` holds (the server counts as frames arrive)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        samples = scrape(server)
-        if check(samples) or time.monotonic() > deadline:
-            return samples
-        time.sleep(0.1)
 
 
 async def test_metrics_match_a_known_load(
@@ -83,35 +72,40 @@ async def test_metrics_match_a_known_load(
             assert (await recv(unknown))["type"] == "INVALID-KEY"
             assert await closed_with(unknown) == 1008
 
-        def settled(s: Samples) -> bool:
-            return value(s, "peerhub_messages_received_total", key="metered",
+        def settled() -> Samples:
+            # Frames of different sockets are counted as each socket's reader gets to
+            # them: wait until every figure has reached its (final) value.
+            s = scrape(server)
+            assert value(s, "peerhub_live_peers", key="metered") == 3
+            assert value(s, "peerhub_connects_total", key="metered") == 3
+            assert value(s, "peerhub_messages_received_total", key="metered",
+                         type="CANDIDATE") == 4
+            assert value(s, "peerhub_messages_received_total", key="metered",
                          type="HEARTBEAT") == 6
+            assert value(s, "peerhub_refusals_total", key="metered", reason="concurrent") == 1
+            assert value(s, "peerhub_refusals_total", key="metered", reason="origin") == 1
+            assert value(s, "peerhub_refusals_total", key="", reason="invalid key") == 2
+            node = next(dict(labels)["node"] for (name, labels) in s
+                        if name == "peerhub_open_sockets")
+            assert value(s, "peerhub_open_sockets", node=node, transport="websocket") == 3
+            assert value(s, "peerhub_offline_queue_messages", node=node) == 2
+            assert value(s, "peerhub_messages_received_total", key="metered", type="OFFER") == 7
+            assert (("peerhub_event_loop_lag_seconds", (("node", node),)) in s)
+            assert value(s, "peerhub_build_info", node=node, version=_version()) == 1
+            assert any(name == "process_resident_memory_bytes" for name, _ in s)
+            return s
 
-        s = await asyncio.to_thread(wait_for, server, settled)
-        assert value(s, "peerhub_live_peers", key="metered") == 3
-        assert value(s, "peerhub_connects_total", key="metered") == 3
-        assert value(s, "peerhub_messages_received_total", key="metered",
-                     type="CANDIDATE") == 4
-        assert value(s, "peerhub_messages_received_total", key="metered",
-                     type="HEARTBEAT") == 6
-        assert value(s, "peerhub_refusals_total", key="metered", reason="concurrent") == 1
-        assert value(s, "peerhub_refusals_total", key="metered", reason="origin") == 1
-        assert value(s, "peerhub_refusals_total", key="", reason="invalid key") == 2
-        node = next(dict(labels)["node"] for (name, labels) in s
-                    if name == "peerhub_open_sockets")
-        assert value(s, "peerhub_open_sockets", node=node, transport="websocket") == 3
-        assert value(s, "peerhub_offline_queue_messages", node=node) == 2
-        assert value(s, "peerhub_messages_received_total", key="metered", type="OFFER") == 7
-        assert (("peerhub_event_loop_lag_seconds", (("node", node),)) in s)
-        assert value(s, "peerhub_build_info", node=node, version=_version()) == 1
-        assert any(name == "process_resident_memory_bytes" for name, _ in s)
+        await eventually(settled, in_thread=True)
 
         # Peers leave: live drops, the totals of their ended sessions are kept.
         for ws in peers:
             await ws.close()
-        s = await asyncio.to_thread(
-            wait_for, server, lambda s: value(s, "peerhub_live_peers", key="metered") == 0)
-        assert value(s, "peerhub_live_peers", key="metered") == 0
+        def left() -> Samples:
+            s = scrape(server)
+            assert value(s, "peerhub_live_peers", key="metered") == 0
+            return s
+
+        s = await eventually(left, in_thread=True)
         assert value(s, "peerhub_messages_received_total", key="metered", type="OFFER") == 7
         assert value(s, "peerhub_connects_total", key="metered") == 3
         # The refusal lines name the key, the reason and the address.

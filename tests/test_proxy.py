@@ -22,8 +22,9 @@ from peerhub.proxy import (
 )
 from signalling.protocol import Errors
 from tests.nginx import nginx_binary, running_nginx
-from tests.test_apikeys_helpers import StartServer, eventually, query
+from tests.test_apikeys_helpers import StartServer, query
 from tests.test_front import Raw, upgrade_request, ws_target
+from tests.waiting import until
 from tests.wsclient import closed_with, open_socket, recv
 
 LOCAL = parse_trusted("127.0.0.0/8, ::1")
@@ -112,8 +113,8 @@ async def test_forged_addresses_from_an_untrusted_peer_count_as_that_peer(
         assert await recv(third) == {  # type: ignore[arg-type]
             "type": "ERROR", "payload": {"msg": Errors.IP_SOCKETS}}
         assert await closed_with(third) == 1008  # type: ignore[arg-type]
-        rows = await eventually(lambda: query(
-            server, "SELECT DISTINCT remote_addr FROM signalling_peersession"))
+        rows = await until(lambda: query(
+            server, "SELECT DISTINCT remote_addr FROM signalling_peersession"), in_thread=True)
         assert rows == [("127.0.0.1",)]
         for ws in (first, second):
             await ws.close()  # type: ignore[attr-defined]
@@ -125,8 +126,8 @@ async def test_behind_a_trusted_proxy_the_right_end_counts(start_server: StartSe
                  for n in range(3)]
         assert [await recv(ws) for ws in socks[:2]] == [{"type": "OPEN"}] * 2  # type: ignore
         assert (await recv(socks[2]))["payload"]["msg"] == Errors.IP_SOCKETS  # type: ignore
-        rows = await eventually(lambda: query(
-            server, "SELECT DISTINCT remote_addr FROM signalling_peersession"))
+        rows = await until(lambda: query(
+            server, "SELECT DISTINCT remote_addr FROM signalling_peersession"), in_thread=True)
         assert rows == [("203.0.113.7",)]
         # Bad bytes from the trusted hop: a clean 400, on the websocket and on HTTP.
         for target in (ws_target(server, "badxff"), "/peerjs/id"):

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 
 from tests.servers import LiveServer, manage
+from tests.waiting import until
 from tests.wsclient import closed_with, join, recv, send
 
 StartServer = Callable[..., AbstractContextManager[LiveServer]]
@@ -24,13 +24,6 @@ def sessions(server: LiveServer) -> list[dict[str, object]]:
     return list(json.loads(manage(server, "shell", "--no-imports", "-c", DUMP).splitlines()[-1]))
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.2)
-
-
 async def test_session_row_is_written_and_closed_with_counts(start_server: StartServer) -> None:
     with start_server() as server:
         a, b = await join(server, "A"), await join(server, "B")
@@ -39,8 +32,8 @@ async def test_session_row_is_written_and_closed_with_counts(start_server: Start
         for _ in range(3):
             await recv(b)
         await a.close()
-        await asyncio.to_thread(wait_for, lambda: any(
-            s["peer"] == "A" and not s["live"] for s in sessions(server)))
+        await until(lambda: any(s["peer"] == "A" and not s["live"]
+                                for s in sessions(server)), in_thread=True)
         rows = {s["peer"]: s for s in sessions(server)}
         assert rows["A"]["inn"] == 3 and rows["A"]["reason"] == "closed by client"
         assert rows["B"]["live"] is True
@@ -50,7 +43,8 @@ async def test_session_row_is_written_and_closed_with_counts(start_server: Start
 async def test_sigterm_records_every_live_sessions_end(start_server: StartServer) -> None:
     with start_server() as server:
         a = await join(server, "A")
-        await asyncio.sleep(1.0)  # let the open be written
+        # the open row is written first, so that the stop has a live row to close
+        await until(lambda: [r["live"] for r in sessions(server)] == [True], in_thread=True)
         await asyncio.to_thread(server.stop, signal.SIGTERM)
         assert await closed_with(a) == 1001
         rows = sessions(server)
@@ -67,7 +61,7 @@ async def _short_sessions_are_recorded_whole(server: LiveServer) -> None:
     for ws in peers:
         await ws.close()
     keep = await join(server, "K")
-    await asyncio.to_thread(wait_for, lambda: len(sessions(server)) == 31, 10.0)
+    await until(lambda: len(sessions(server)) == 31, in_thread=True)
     rows = {s["peer"]: s for s in sessions(server)}
     for n in range(30):
         row = rows[f"S{n}"]

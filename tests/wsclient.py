@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from tests.servers import LiveServer
+from tests.waiting import TIMEOUT, until
 
 
 async def open_socket(server: LiveServer, peer_id: str, token: str = "tok",
@@ -60,3 +62,31 @@ async def closed_with(ws: ClientConnection, timeout: float = 5.0) -> int | None:
     except ConnectionClosed:
         pass
     return ws.close_code
+
+
+def id_taken(frame: Any) -> bool:
+    """The server still counts another socket as holding the id."""
+    return isinstance(frame, dict) and frame.get("type") == "ID-TAKEN"
+
+
+async def rejoin(server: LiveServer, peer_id: str, token: str = "tok",
+                         key: str = "peerjs", still_held: Callable[[Any], bool] = id_taken,
+                         timeout: float = TIMEOUT) -> ClientConnection:
+    """Join as ``peer_id`` once the server has let its previous holder go.
+
+    A close or a LEAVE reaches the server's directory (and, in a cluster, the other
+    nodes) asynchronously, so an attempt may still be refused: retry while the first
+    frame satisfies ``still_held``; any other refusal fails at once.
+    """
+    async def attempt() -> ClientConnection | None:
+        ws = await open_socket(server, peer_id, token, key)
+        first = await recv(ws)
+        if first == {"type": "OPEN"}:
+            return ws
+        await ws.close()
+        assert still_held(first), f"{peer_id} refused: {first}"
+        return None
+
+    ws: ClientConnection = await until(attempt, timeout, interval=0.2,
+                                       what=f"{peer_id} free again")
+    return ws

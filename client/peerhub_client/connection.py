@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InternalError, InvalidAccessError, InvalidStateError, OperationError
 
+from . import consent
 from .errors import PeerError, PeerErrorType
 from .events import EventEmitter, TaskSet
 from .ice import InvalidCandidate, parse_candidate, rtc_configuration
@@ -109,6 +110,7 @@ class BaseConnection(EventEmitter):
 
     def _new_peer_connection(self) -> RTCPeerConnection:
         raise_udp_receive_buffer(self.provider.options.udp_receive_buffer)
+        consent.install()  # late consent answers count (RFC 7675), see consent.py
         pc = RTCPeerConnection(rtc_configuration(self.provider.options.config))
         self.peer_connection = pc
         pc.on("iceconnectionstatechange", self._on_ice_state)

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 from peerhub_client import Peer
 from peerhub_client.events import EventEmitter
+from tests.waiting import TIMEOUT, until
 
-TIMEOUT = 15.0
+__all__ = ["TIMEOUT", "collector", "next_event", "peers", "until", "wait"]
 
 
 class ServerLike(Protocol):
@@ -40,15 +41,6 @@ def collector(emitter: EventEmitter, event: str) -> list[Any]:
     seen: list[Any] = []
     emitter.on(event, lambda *args: seen.append(args[0] if args else None))
     return seen
-
-
-async def until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    """Poll ``predicate`` until it holds."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.02)
 
 
 @asynccontextmanager
