@@ -137,6 +137,9 @@ async def _run_cluster(setup: ClusterSetup, workdir: Path, prefix: str, sizes: S
             if sent:
                 admission.commands_per_message = (after[0] - before[0]) / sent
                 admission.publishes_per_message = (after[2] - before[2]) / sent
+                # Redis's CPU covers the warm-up burst too: divided by all it carried.
+                carried = sent * (sizes.cluster_reps + 1) / sizes.cluster_reps
+                admission.redis_cpu_per_message = (after[3] - before[3]) / carried
             admission.connect_rate, admission.connect_failures = await measure_connect_rate(
                 targets, f"{prefix}c", sizes)
             admission.commands_per_peer, admission.scripts_per_peer = await count_admission(
@@ -177,7 +180,8 @@ class AdmissionResult:
     commands_per_peer: float = float("nan")  # Redis commands (scripts' inner ones too)
     scripts_per_peer: float = float("nan")  # EVALSHA calls: one round trip each
     commands_per_message: float = float("nan")
-    publishes_per_message: float = float("nan")  # a flush = a lookup + a publish pipeline
+    publishes_per_message: float = float("nan")  # PUBLISH calls (inside scripts too)
+    redis_cpu_per_message: float = float("nan")  # seconds of redis-server CPU
 
 
 async def crowd_round(targets: list[Target], ids: list[str], token: str,
@@ -244,18 +248,21 @@ async def measure_connect_rate(targets: list[Target], prefix: str, sizes: Sizes
     return (opened / elapsed if elapsed > 0 else float("nan")), failures
 
 
-def redis_counts(url: str) -> tuple[int, int, int]:
-    """Redis's running totals: every command, EVALSHA calls, PUBLISH calls."""
+def redis_counts(url: str) -> tuple[int, int, int, float]:
+    """Redis's running totals: every command, EVALSHA calls, PUBLISH calls, CPU seconds
+    (the whole server's: exact only on a private redis-server)."""
     import redis
 
     client = redis.Redis.from_url(url, socket_timeout=5)
     try:
         stats = client.info("commandstats")
+        cpu = client.info("cpu")
     finally:
         client.close()
     total = sum(int(v["calls"]) for v in stats.values())
     return (total, int(stats.get("cmdstat_evalsha", {}).get("calls", 0)),
-            int(stats.get("cmdstat_publish", {}).get("calls", 0)))
+            int(stats.get("cmdstat_publish", {}).get("calls", 0)),
+            float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]))
 
 
 async def count_admission(url: str, targets: list[Target], prefix: str,

@@ -37,12 +37,13 @@ def rows(run: Run) -> list[report.Row]:
     out += capacity_rows(hub.capacity, ref.capacity, sizes)
     out.append(cluster_row(run.cluster, stats.median([s.rate for s in hub.bursts])))
     out += slowdrip.rows(hub.slowdrip, ref.slowdrip)
-    out += admission_rows(run.cluster, stats.median([s.rate for s in hub.connects]), sizes)
+    out += admission_rows(run.cluster, stats.median([s.rate for s in hub.connects]),
+                          stats.median([s.server_cpu for s in hub.bursts]), sizes)
     return out
 
 
 def admission_rows(cluster: scenarios.ClusterResult | None, single_connects: float,
-                   sizes: Sizes) -> list[report.Row]:
+                   single_burst_cpu: float, sizes: Sizes) -> list[report.Row]:
     """The cluster's admission rows (bench.cluster): rate, crowd, reload, Redis cost."""
     adm = None if cluster is None else cluster.admission
     if adm is None:
@@ -77,7 +78,22 @@ def admission_rows(cluster: scenarios.ClusterResult | None, single_connects: flo
     out.append(report.Row("  Redis commands per cross-node message (PUBLISH per message)",
                           f"{report.decimal(adm.commands_per_message, 2)} "
                           f"({report.decimal(adm.publishes_per_message, 3)})", "—", "—"))
+    assert cluster is not None  # (it has admission figures)
+    out.append(cluster_cpu_row(cluster, single_burst_cpu, sizes))
     return out
+
+
+def cluster_cpu_row(cluster: scenarios.ClusterResult, single_cpu: float,
+                    sizes: Sizes) -> report.Row:
+    """Server CPU per burst of cross-node relays: both nodes (median per burst), Redis
+    (over all bursts), against the single node's per burst."""
+    assert cluster.admission is not None
+    nodes = stats.median([s.server_cpu for s in cluster.samples]) * 1000
+    redis = cluster.admission.redis_cpu_per_message * sizes.burst_total * 1000
+    return report.Row(f"  server CPU per {sizes.burst_total:,} cross-node relays, ms: both "
+                      "nodes + Redis (ratio: vs peerhub single node; lower is better)",
+                      f"{nodes:.0f} + {redis:.1f}", "—",
+                      report.times(stats.ratio(nodes + redis, single_cpu * 1000)))
 
 
 def rate_row(metric: str, hub: list[float], ref: list[float]) -> report.Row:

@@ -5,9 +5,11 @@ A cluster node's :class:`~signalling.hub.Hub` is made of the Redis parts:
 :class:`~signalling.redis_queue.RedisQueue` (the offline queue any node can drain) and,
 here, :class:`RedisBus`:
 
-- Each node subscribes to its own channel (RESP2, see :func:`subscriber_client`); the
-  hub forwards, per flush, one message per destination node holding every frame for it,
-  in :mod:`signalling.nodewire`'s length-prefixed format.
+- Each node subscribes to its own channel (RESP2, see :func:`subscriber_client`). A
+  flush hands its destinations' frames over in one script call (``HANDOVER``): their
+  leases are looked up and, when one other node holds them all, it gets one message
+  with every frame (:mod:`signalling.nodewire`'s format) in the same step; otherwise
+  they are split by node and handed over again, one call per node.
 - Presence: each node announces itself every sixth of ``ALIVE_TIMEOUT``; one survivor
   closes the session rows of a node whose presence ran out, whether or not it returns.
 - When Redis is unreachable the subscription is retried with backoff; once it is back
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,13 +30,15 @@ from redis.exceptions import RedisError
 
 from signalling import nodewire as wire
 from signalling.errors import ClusterUnavailable
-from signalling.hub import BusListener, Frames, Hub
+from signalling.hub import BusListener, Frames, Handed, Hub
 from signalling.looptasks import runs_on_a_running_loop
 from signalling.redis_directory import RedisDirectory
 from signalling.redis_link import RedisLink, reached
 from signalling.redis_queue import RedisQueue
 
 logger = logging.getLogger(__name__)
+
+_MAX_SPLITS = 5  # HANDOVER rounds for destinations whose holders keep changing
 
 
 def subscriber_client(url: str) -> aioredis.Redis:
@@ -81,19 +86,51 @@ class RedisBus:
             return False
         return True
 
-    async def forward(self, per_node: dict[str, list[Frames]]) -> set[str]:
-        """One PUBLISH per node (pipelined when several); the nodes nobody heard."""
-        redis = self.link.redis
-        if len(per_node) == 1:
-            ((node, batches),) = per_node.items()
-            received = await reached(redis.publish(self._names.node(node), _pack(batches)))
-            return set() if received else {node}
-        pipe = redis.pipeline(transaction=False)
-        nodes = list(per_node)
-        for node in nodes:
-            pipe.publish(self._names.node(node), _pack(per_node[node]))
-        results = await reached(pipe.execute())
-        return {node for node, received in zip(nodes, results, strict=True) if not received}
+    async def hand_over(self, destinations: list[list[Frames]]) -> list[Handed]:
+        """``HANDOVER``: the destinations' leases looked up and, in the same step, their
+        message published to the one other node holding them all (one round trip, the
+        usual flush). Destinations held by several nodes are split by node and handed
+        over again, each group in its own script call (one more round trip, pipelined),
+        until every group is settled; one that keeps moving is left to the hub as not
+        held (queueing re-checks its lease)."""
+        handed: list[Handed] = [Handed.NOT_HELD] * len(destinations)
+        groups = [list(range(len(destinations)))]
+        for _ in range(_MAX_SPLITS):
+            answers = await self._hand_over_groups(destinations, groups)
+            split: dict[str, list[int]] = defaultdict(list)
+            for group, answer in zip(groups, answers, strict=True):
+                if answer[0] == 1:  # published to the one node holding them all
+                    outcome = Handed.FORWARDED if int(answer[1]) > 0 else Handed.UNHEARD
+                    for i in group:
+                        handed[i] = outcome
+                    continue
+                for i, node in zip(group, answer[1:], strict=True):
+                    if node == self.node_id:
+                        handed[i] = Handed.HELD_HERE
+                    elif node:
+                        split[str(node)].append(i)
+            groups = list(split.values())
+            if not groups:
+                break
+        return handed
+
+    async def _hand_over_groups(self, destinations: list[list[Frames]],
+                                groups: list[list[int]]) -> list[list[Any]]:
+        """One ``HANDOVER`` call per group of destinations (pipelined when several)."""
+        names, script = self._names, self.link.scripts["HANDOVER"]
+
+        def call(group: list[int], client: Any = None) -> Any:
+            runs = [b for i in group for b in destinations[i]]
+            return script(keys=[names.peer(destinations[i][0].key, destinations[i][0].dst)
+                                for i in group],
+                          args=[self.node_id, names.node(""), _pack(runs)], client=client)
+
+        if len(groups) == 1:
+            return [await reached(call(groups[0]))]
+        pipe = self.link.redis.pipeline(transaction=False)
+        for group in groups:
+            await call(group, pipe)
+        return list(await reached(pipe.execute()))
 
     async def moved(self, node: str, key: str, peer_id: str) -> None:
         """Tell ``node`` its peer ``peer_id`` took its id here."""
@@ -214,10 +251,10 @@ class RedisBus:
         await self.link.redis.hdel(self._names.nodes(), node_id)
 
 
-def _pack(batches: list[Frames]) -> str:
-    """One channel message: a head entry per destination, then all their frames."""
-    return wire.pack([wire.frames_entry(b.key, b.dst, b.queueable, b.frames) for b in batches],
-                     [frame for b in batches for frame in b.frames])
+def _pack(runs: list[Frames]) -> str:
+    """One channel message: a head entry per run of frames, then all their frames."""
+    return wire.pack([wire.frames_entry(b.key, b.dst, b.queueable, b.frames) for b in runs],
+                     [frame for b in runs for frame in b.frames])
 
 
 async def _on_message(data: str, listener: BusListener) -> None:

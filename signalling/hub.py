@@ -14,8 +14,9 @@ The hub keeps this process's endpoints itself: delivery to a peer of this proces
 direct call on its endpoint, with nothing on the way. Every other route (relay,
 ``send_to``, a message arriving for a peer that left, an EXPIRE) is decided here, once,
 by the pure functions of :mod:`signalling.decisions`. Where the destination may be on
-another node, the message goes to an outbox that one task flushes in batches: one
-directory lookup and one publish per destination node per flush.
+another node, the message goes to an outbox that one task flushes in batches: each
+flush hands every destination's frames to the bus in one call, which looks them up and
+forwards those another node holds in the same step (one Redis round trip).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from enum import Enum
@@ -146,9 +146,6 @@ class Directory(Protocol):
     async def holder(self, key: str, peer_id: str) -> str | None:
         """The token holding ``peer_id`` under ``key`` anywhere, or None."""
 
-    async def locate(self, targets: set[PeerKey]) -> dict[PeerKey, str]:
-        """The node holding each of ``targets`` that is held."""
-
     async def peer_ids(self, key: str) -> list[str]:
         """Every id registered under ``key`` on any node."""
 
@@ -194,6 +191,15 @@ class Frames(NamedTuple):
     frames: list[str]
 
 
+class Handed(Enum):
+    """What became of one destination's frames handed to the node bus."""
+
+    FORWARDED = "forwarded"  # another node holds it, and heard its frames
+    UNHEARD = "unheard"      # another node holds it, but nobody listens there (gone)
+    HELD_HERE = "held here"  # this node holds its id: here if registered, else nowhere
+    NOT_HELD = "not held"    # nobody holds its id
+
+
 class BusListener(Protocol):
     """What a node bus hands its node (the hub)."""
 
@@ -226,8 +232,11 @@ class NodeBus(Protocol):
     async def wait_subscribed(self, timeout: float) -> bool:
         """Wait up to ``timeout`` seconds for :attr:`subscribed`; tell if it is."""
 
-    async def forward(self, per_node: dict[str, list[Frames]]) -> set[str]:
-        """Send each node its frames; return the nodes nobody received them on."""
+    async def hand_over(self, destinations: list[list[Frames]]) -> list[Handed]:
+        """Send each destination's frames (its runs, in order) to the node that holds it
+        at that instant: the look-up and the sending are one step, so frames never go
+        to a node that no longer holds their destination. Tell, per destination, what
+        became of them; frames not forwarded are the caller's to deliver, queue or drop."""
 
     async def moved(self, node: str, key: str, peer_id: str) -> None:
         """Tell ``node`` that this node took ``peer_id`` over (same token)."""
@@ -470,8 +479,8 @@ class Hub:
                 self._outbox_size += 1
                 self._wake.set()
             elif route is Route.QUEUE:  # no other node: it waits here, queued at once
-                await self._route({(src.key, dst): [
-                    (src, relay_message(msg, src.peer_id), True, 0)]}, {})
+                await self._route([(src.key, dst)], [[(True, [
+                    (src, relay_message(msg, src.peer_id), True, 0)])]], [Handed.NOT_HELD])
 
     async def send_to(self, key: str, peer_id: str, frame: str) -> None:
         """Deliver a server frame to ``peer_id`` wherever it is; never queued."""
@@ -499,45 +508,44 @@ class Hub:
                 await self._flush(batch)
 
     async def _flush(self, batch: Outbox) -> None:
-        """Look a batch's destinations up in one call, then route each message."""
+        """Hand every destination's messages to the bus in one call (it looks them up
+        and forwards those another node holds), then route the rest."""
+        order = list(batch)
+        runs = [_runs(batch[pk]) for pk in order]
         try:
-            where = await self.directory.locate(set(batch))
+            handed = await self.bus.hand_over(
+                [[Frames(pk[0], pk[1], queueable, [it[1] for it in run])
+                  for queueable, run in pk_runs] for pk, pk_runs in zip(order, runs,
+                                                                        strict=True)])
         except ClusterUnavailable as exc:
-            logger.error("the directory is unreachable while relaying messages for %d "
+            logger.error("the cluster is unreachable while relaying messages for %d "
                          "destinations (%s); their senders get EXPIRE", len(batch), exc)
             await self._expire_senders([_outgoing(pk, it) for pk, items in batch.items()
                                         for it in items if it[2]])
             return
-        await self._route(batch, where)
+        await self._route(order, runs, handed)
 
-    def _where(self, node: str | None, pk: PeerKey) -> Where:
-        if node == self.node_id:
+    async def _route(self, order: list[PeerKey], runs: list[list[tuple[bool, list[_Item]]]],
+                     handed: list[Handed]) -> None:
+        """Deliver, queue or drop (``decide_handover``) each destination's messages that
+        the bus did not forward; EXPIRE to the senders of those forwarded to no one."""
+        offline: list[_Outgoing] = []
+        failed: list[_Outgoing] = []
+        for pk, pk_runs, outcome in zip(order, runs, handed, strict=True):
+            if outcome is Handed.FORWARDED:  # decide_handover(ELSEWHERE) is FORWARD
+                continue
+            if outcome is Handed.UNHEARD:  # its node is gone: what could wait is owed one
+                failed += [_outgoing(pk, it) for _, run in pk_runs for it in run if it[2]]
+                continue
             # A lease of ours without a local endpoint is a claim in progress or one
             # being released: treated as nowhere (the store then re-checks the lease).
-            return Where.HERE if pk in self._peers else Where.NOWHERE
-        return Where.NOWHERE if node is None else Where.ELSEWHERE
-
-    async def _route(self, batch: Outbox, located: dict[PeerKey, str]) -> None:
-        """Deliver, forward, queue or drop each destination's messages
-        (``decide_handover``), given where the directory says the destination is."""
-        per_node: dict[str, list[Frames]] = defaultdict(list)
-        per_node_runs: dict[str, list[tuple[PeerKey, list[_Item]]]] = defaultdict(list)
-        offline: list[_Outgoing] = []
-        for pk, items in batch.items():
-            node = located.get(pk)
-            place = self._where(node, pk)
-            for queueable, run in _runs(items):
-                route = decide_handover(place, queueable)
-                if route is Route.FORWARD:
-                    assert node is not None
-                    per_node[node].append(Frames(pk[0], pk[1], queueable,
-                                                 [it[1] for it in run]))
-                    per_node_runs[node].append((pk, run))
-                elif route is Route.DELIVER:
+            here = outcome is Handed.HELD_HERE and pk in self._peers
+            for queueable, run in pk_runs:
+                route = decide_handover(Where.HERE if here else Where.NOWHERE, queueable)
+                if route is Route.DELIVER:
                     await self._deliver_here(pk, run, offline)
                 elif route is Route.QUEUE:
                     offline += [_outgoing(pk, it) for it in run]
-        failed = await self._forward(per_node, per_node_runs) if per_node else []
         if offline:
             failed += await self._enqueue(offline)
         await self._expire_senders(failed)
@@ -552,19 +560,6 @@ class Hub:
                 offline += [_outgoing(pk, rest) for rest in run[n:] if rest[2]]
                 return
             await here.deliver(it[1])
-
-    async def _forward(self, per_node: dict[str, list[Frames]],
-                       runs: dict[str, list[tuple[PeerKey, list[_Item]]]]) -> list[_Outgoing]:
-        """Send each node its frames; return the messages whose senders are owed an
-        EXPIRE (their node did not hear them, and they could have waited)."""
-        try:
-            unheard = await self.bus.forward(per_node)
-        except ClusterUnavailable as exc:
-            logger.error("could not forward messages to %d nodes (%s); their senders get "
-                         "EXPIRE", len(per_node), exc)
-            unheard = set(per_node)
-        return [_outgoing(pk, it) for node in unheard for pk, run in runs[node]
-                for it in run if it[2]]
 
     async def _enqueue(self, offline: list[_Outgoing]) -> list[_Outgoing]:
         """Hand ``offline`` to the store; return the messages whose senders are owed an

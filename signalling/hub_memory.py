@@ -14,6 +14,7 @@ from signalling.hub import (
     Endpoint,
     Enqueued,
     Frames,
+    Handed,
     Hub,
     Parcel,
     PeerKey,
@@ -61,10 +62,6 @@ class MemoryDirectory:
     async def holder(self, key: str, peer_id: str) -> str | None:
         """The token holding the id, or None."""
         return self._tokens.get((key, peer_id))
-
-    async def locate(self, targets: set[PeerKey]) -> dict[PeerKey, str]:
-        """Every held target is on this node."""
-        return {t: LOCAL_NODE for t in targets if t in self._tokens}
 
     async def peer_ids(self, key: str) -> list[str]:
         """The ids held under ``key``, oldest first."""
@@ -142,9 +139,10 @@ class LoopbackBus:
         """Subscribed already."""
         return True
 
-    async def forward(self, per_node: dict[str, list[Frames]]) -> set[str]:
-        """No node but this one, which never forwards to itself: nobody heard."""
-        return set(per_node)
+    async def hand_over(self, destinations: list[list[Frames]]) -> list[Handed]:
+        """No node but this one: every destination is here or nowhere, the hub's to
+        tell."""
+        return [Handed.HELD_HERE] * len(destinations)
 
     async def moved(self, node: str, key: str, peer_id: str) -> None:
         """No other node to tell."""

@@ -20,7 +20,7 @@ import redis
 
 from signalling.batcher import Batcher
 from signalling.errors import ClusterUnavailable
-from signalling.hub import ADMITTED, Endpoint, PeerKey, Seen
+from signalling.hub import ADMITTED, Endpoint, Seen
 from signalling.redis_link import RedisLink, reached
 
 logger = logging.getLogger(__name__)
@@ -96,16 +96,6 @@ class RedisDirectory:
         """The holder's token, from the lease."""
         value = await reached(self.link.redis.get(self._names.peer(key, peer_id)))
         return None if value is None else str(value).partition("|")[2]
-
-    async def locate(self, targets: set[PeerKey]) -> dict[PeerKey, str]:
-        """The node of each held target: one pipelined round trip."""
-        order = list(targets)
-        pipe = self.link.redis.pipeline(transaction=False)
-        for key, dst in order:
-            pipe.get(self._names.peer(key, dst))
-        values = await reached(pipe.execute())
-        return {t: str(v).partition("|")[0] for t, v in zip(order, values, strict=True)
-                if v is not None}
 
     async def peer_ids(self, key: str) -> list[str]:
         """The ids under ``key`` whose lease has not run out."""

@@ -27,7 +27,8 @@ T = TypeVar("T")
 
 _POOL_SIZE = 64
 _POOL_WAIT = 5.0
-_SCRIPTS = ("CLAIM_MANY", "RELEASE_MANY", "REFRESH", "ENQUEUE", "DRAIN_MANY", "SWEEP")
+_SCRIPTS = ("CLAIM_MANY", "RELEASE_MANY", "REFRESH", "ENQUEUE", "DRAIN_MANY", "SWEEP",
+            "HANDOVER")
 
 
 def redis_client(url: str, pool_size: int = _POOL_SIZE) -> aioredis.Redis:

@@ -131,3 +131,27 @@ for _, name in ipairs(due) do
 end
 return out
 """
+
+# KEYS: the lease of each destination.  ARGV: this node, the node channel prefix, the
+# signalling.nodewire message carrying every destination's frames.  Looks every
+# destination up and, when one other node holds them all (every flush of a two-node
+# cluster), publishes the message to it in the same step: frames go to the node that
+# holds their destination at that instant (decide_handover's ELSEWHERE -> FORWARD).
+# Returns {1, subscribers that received it} when published; otherwise publishes nothing
+# and returns {0, holder node of destination 1, of destination 2, ...} ('' for none),
+# for the caller to split the message by node (or keep what is not elsewhere).
+HANDOVER = """
+local me, prefix = ARGV[1], ARGV[2]
+local nodes = {0}
+local same = true
+for i = 1, #KEYS do
+  local cur = redis.call('GET', KEYS[i])
+  local node = cur and string.sub(cur, 1, string.find(cur, '|', 1, true) - 1) or ''
+  nodes[i + 1] = node
+  if node ~= nodes[2] then same = false end
+end
+if same and nodes[2] ~= '' and nodes[2] ~= me then
+  return {1, redis.call('PUBLISH', prefix .. nodes[2], ARGV[3])}
+end
+return nodes
+"""

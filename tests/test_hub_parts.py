@@ -14,7 +14,16 @@ from typing import Any
 import pytest
 
 from signalling.decisions import Claim
-from signalling.hub import Directory, Enqueued, Frames, Hub, Limits, OfflineStore, Parcel
+from signalling.hub import (
+    Directory,
+    Enqueued,
+    Frames,
+    Handed,
+    Hub,
+    Limits,
+    OfflineStore,
+    Parcel,
+)
 from signalling.hub_memory import LoopbackBus, MemoryDirectory, MemoryQueue, memory_hub
 from signalling.protocol import parse_client_frame
 from tests.endpoints import Recorder
@@ -104,15 +113,14 @@ async def test_the_key_limit_and_a_full_node_refuse_only_new_ids(directory: Dire
     assert sorted(await directory.peer_ids("small")) == ["s0", "s1"]
 
 
-async def test_release_frees_only_the_holders_token_and_locate_finds_held_ids(
+async def test_release_frees_only_the_holders_token(
         directory: Directory) -> None:
     a, b = Recorder("k", "a", token="t1"), Recorder("k", "b")
     for ep in (a, b):
         assert (await directory.claim(ep, 0, False)).claim(ep.token) is Claim.NEW
     await directory.release(Recorder("k", "a", token="someone else"))
     assert await directory.holder("k", "a") == "t1"
-    where = await directory.locate({("k", "a"), ("k", "b"), ("k", "nobody")})
-    assert set(where) == {("k", "a"), ("k", "b")}
+    assert await directory.holder("k", "b") == b.token
     await directory.release(a)
     assert await directory.holder("k", "a") is None
     assert await directory.peer_ids("k") == ["b"]
@@ -205,8 +213,7 @@ async def test_memory_queue_after_timeout_forgets_the_queue() -> None:
 async def test_loopback_bus_is_subscribed_and_nobody_else_hears() -> None:
     bus = LoopbackBus()
     assert bus.subscribed and await bus.wait_subscribed(0) and await bus.ping()
-    assert await bus.forward({"elsewhere": [Frames("key", "id", True, ["{}"])]}) == {
-        "elsewhere"}
+    assert await bus.hand_over([[Frames("key", "id", True, ["{}"])]]) == [Handed.HELD_HERE]
 
 
 async def test_redis_bus_carries_entries_to_the_named_node_and_tracks_presence(
@@ -230,25 +237,32 @@ async def test_redis_bus_carries_entries_to_the_named_node_and_tracks_presence(
     for bus in (one, two):
         bus.start(Listener())
         assert await bus.wait_subscribed(5)
+    names = one.link.names
+    redis = one.link.redis
+    for key, dst, node in (("key\x00", "b|c", two.node_id), ("key", "d", two.node_id),
+                           ("key", "y", two.node_id), ("key", "x", "gone-node"),
+                           ("key", "mine", one.node_id)):
+        await redis.set(names.peer(key, dst), f"{node}|tok", px=10_000)
     frames = ['{"type":"OFFER","n":1}', '{"type":"OFFER","n":2}']
-    assert await one.forward({two.node_id: [Frames("key\x00", "b|c", True, frames),
-                                            Frames("key", "d", False, ["{}"])]}) == set()
+    assert await one.hand_over([[Frames("key\x00", "b|c", True, frames),
+                                 Frames("key\x00", "b|c", False, ["{}"])],
+                                [Frames("key", "d", False, ["{}"])]]) == [Handed.FORWARDED] * 2
     await one.moved(two.node_id, "key", "c")
     await until(lambda: ("moved", "key", "c") in heard)
     # In order, whatever batches the wire cuts them into.
     got = [(b.key, b.dst, b.queueable, f) for b in heard if isinstance(b, Frames)
            for f in b.frames]
     assert got == [("key\x00", "b|c", True, frames[0]), ("key\x00", "b|c", True, frames[1]),
-                   ("key", "d", False, "{}")]
+                   ("key\x00", "b|c", False, "{}"), ("key", "d", False, "{}")]
     assert heard[-1] == ("moved", "key", "c")
     seen = len(heard)
-    assert await one.forward({"gone-node": [Frames("key", "x", True, ["{}"])],
-                              two.node_id: [Frames("key", "y", True, ["{}"])]}) == {
-        "gone-node"}
+    assert await one.hand_over([[Frames("key", "x", True, ["{}"])],
+                                [Frames("key", "y", True, ["{}"])],
+                                [Frames("key", "mine", True, ["{}"])],
+                                [Frames("key", "nobody", True, ["{}"])]]) == [
+        Handed.UNHEARD, Handed.FORWARDED, Handed.HELD_HERE, Handed.NOT_HELD]
     await until(lambda: len(heard) == seen + 1)
     assert await one.ping()
-    names = one.link.names
-    redis = one.link.redis
     deadline = time.monotonic() + 5
     while not await redis.hexists(names.nodes(), two.node_id):
         assert time.monotonic() < deadline
@@ -256,8 +270,7 @@ async def test_redis_bus_carries_entries_to_the_named_node_and_tracks_presence(
     await two.stop()
     assert not await redis.hexists(names.nodes(), two.node_id)
     assert not await redis.exists(names.alive(two.node_id))
-    assert await one.forward({two.node_id: [Frames("key", "z", True, ["{}"])]}) == {
-        two.node_id}
+    assert await one.hand_over([[Frames("key", "y", True, ["{}"])]]) == [Handed.UNHEARD]
     await one.stop()
 
 
