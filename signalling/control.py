@@ -206,6 +206,8 @@ async def alive_peers(key: str) -> list[LivePeer]:
                 for ep in node.hub.endpoints() if ep.key == key]
     from redis import asyncio as aioredis
 
+    from signalling.redis_link import split_holder
+
     names = _names()
     client = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=5,
                                      socket_connect_timeout=2)
@@ -223,7 +225,7 @@ async def alive_peers(key: str) -> list[LivePeer]:
     for peer_id, holder in zip(ids, holders, strict=True):
         if holder is None:
             continue
-        node_id = str(holder).partition("|")[0]
+        node_id = split_holder(holder)[0]
         info = nodes.get(node_id)
         held.append((peer_id, str(orjson.loads(info)["name"]) if info else node_id))
     since = await sync_to_async(_live_since)(key, [peer_id for peer_id, _ in held])

@@ -436,8 +436,6 @@ class Hub:
         """Every endpoint registered here, oldest first (a copy)."""
         return list(self._peers.values())
 
-    local_endpoints = endpoints  # read by /metrics
-
     def count(self, key: str | None = None) -> int:
         """Peers registered in this process under ``key``, or in all keys."""
         return len(self._peers) if key is None else self._per_key.get(key, 0)

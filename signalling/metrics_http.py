@@ -119,7 +119,7 @@ class MetricsEndpoint:
     async def take_snapshot(self) -> NodeSnapshot:
         """Read this node's figures once (a Redis PING in cluster mode)."""
         hub = get_hub()
-        endpoints = hub.local_endpoints()
+        endpoints = hub.endpoints()
         streams = sum(1 for ep in endpoints if isinstance(ep, StreamEndpoint))
         rtt, up = await self._redis_rtt()
         self.metrics.ensure_started()

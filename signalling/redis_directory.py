@@ -21,7 +21,7 @@ import redis
 from signalling.batcher import Batcher
 from signalling.errors import ClusterUnavailable
 from signalling.hub import ADMITTED, Endpoint, Seen
-from signalling.redis_link import RedisLink, reached
+from signalling.redis_link import RedisLink, reached, split_holder
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ class RedisDirectory:
     async def holder(self, key: str, peer_id: str) -> str | None:
         """The holder's token, from the lease."""
         value = await reached(self.link.redis.get(self._names.peer(key, peer_id)))
-        return None if value is None else str(value).partition("|")[2]
+        return None if value is None else split_holder(value)[1]
 
     async def peer_ids(self, key: str) -> list[str]:
         """The ids under ``key`` whose lease has not run out."""

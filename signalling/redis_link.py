@@ -72,3 +72,10 @@ class RedisLink:
         if not self._closed:
             self._closed = True
             await self.redis.aclose()
+
+
+def split_holder(value: object) -> tuple[str, str]:
+    """A lease's value (:meth:`RedisLink.holder_value`) as ``(node id, token)``; a node id
+    holds no ``|``, so the token may."""
+    node_id, _, token = str(value).partition("|")
+    return node_id, token
