@@ -206,14 +206,14 @@ async def alive_peers(key: str) -> list[LivePeer]:
                 for ep in node.hub.endpoints() if ep.key == key]
     from redis import asyncio as aioredis
 
+    from signalling.redis_directory import live_ids
     from signalling.redis_link import split_holder
 
     names = _names()
     client = aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=5,
                                      socket_connect_timeout=2)
     try:
-        now_ms = int((await client.time())[0]) * 1000
-        ids = [str(i) for i in await client.zrangebyscore(names.ids(key), now_ms, "+inf")]
+        ids = await live_ids(client, names, key)
         pipe = client.pipeline(transaction=False)
         for peer_id in ids:
             pipe.get(names.peer(key, peer_id))

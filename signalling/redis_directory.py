@@ -21,6 +21,7 @@ import redis
 from signalling.batcher import Batcher
 from signalling.errors import ClusterUnavailable
 from signalling.hub import ADMITTED, Endpoint, Seen
+from signalling.names import Names
 from signalling.redis_link import RedisLink, reached, split_holder
 
 logger = logging.getLogger(__name__)
@@ -99,10 +100,7 @@ class RedisDirectory:
 
     async def peer_ids(self, key: str) -> list[str]:
         """The ids under ``key`` whose lease has not run out."""
-        r = self.link.redis
-        now_ms = int((await reached(r.time()))[0]) * 1000
-        ids = await reached(r.zrangebyscore(self._names.ids(key), now_ms, "+inf"))
-        return [str(i) for i in ids]
+        return await reached(live_ids(self.link.redis, self._names, key))
 
     def keys_online(self) -> dict[str, int]:
         """Live peer count per key across the cluster (synchronous, for the admin)."""
@@ -136,3 +134,9 @@ class RedisDirectory:
         """Close the shared link."""
         await self.link.aclose()
 
+
+async def live_ids(r: Any, names: Names, key: str) -> list[str]:
+    """The ids under ``key`` whose lease has not run out, read with client ``r`` (by
+    Redis's clock, so every node and Django process agrees)."""
+    now_ms = int((await r.time())[0]) * 1000
+    return [str(i) for i in await r.zrangebyscore(names.ids(key), now_ms, "+inf")]
