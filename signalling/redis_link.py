@@ -5,6 +5,14 @@ the Redis names under this cluster's prefix and this node's id; the directory, t
 offline store and the node bus (``signalling.redis_directory``, ``redis_queue``,
 ``cluster``) each take it. Redis failures leave the parts as
 :class:`~signalling.errors.ClusterUnavailable`.
+
+The batched scripts of admission (claims, releases, drains, lease renewals, the sweep)
+go through :meth:`RedisLink.run_script`: the same pool, connections and reply parser as
+every other call, but the command is packed by :func:`pack_command` (a few bytecodes per
+argument where redis-py's encoder and packer spend about a hundred) and sent on a pooled
+connection directly, without ``execute_command``'s wrapping; the retry of a stale
+connection and the reload of a script Redis lost are kept (docs/decisions.md, "The
+cluster's connect path").
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ from typing import Any, TypeVar
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from signalling import redis_scripts as lua
 from signalling.errors import ClusterUnavailable
@@ -39,6 +49,13 @@ def redis_client(url: str, pool_size: int = _POOL_SIZE) -> aioredis.Redis:
         socket_timeout=5, socket_connect_timeout=2, health_check_interval=10,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1))
     return aioredis.Redis(connection_pool=pool)
+
+
+def pack_command(parts: list[str]) -> bytes:
+    """One RESP command (an array of bulk strings) from ``parts``, as Redis reads it."""
+    data = [part.encode() for part in parts]
+    return b"*%d\r\n" % len(data) + b"".join(
+        [b"$%d\r\n%b\r\n" % (len(d), d) for d in data])
 
 
 async def reached(call: Awaitable[T]) -> T:
@@ -66,6 +83,35 @@ class RedisLink:
     def holder_value(self, token: str) -> str:
         """The value of a lease this node holds for ``token``: ``node|token``."""
         return f"{self.node_id}|{token}"
+
+    async def run_script(self, name: str, keys: list[str], args: list[str]) -> Any:
+        """``EVALSHA`` of script ``name`` (of ``_SCRIPTS``) with ``keys`` and ``args``
+        (strings), on a connection of the pool; the reply as redis-py parses it. A
+        connection that fails (stale after a Redis restart) is reconnected and the call
+        sent once more, as the client's retry does; a script Redis no longer has
+        (``NOSCRIPT``, after a restart or ``SCRIPT FLUSH``) is loaded and called again.
+        Failures are :class:`~redis.exceptions.RedisError`, as with any other call."""
+        script = self.scripts[name]
+        packed = pack_command(["EVALSHA", script.sha, str(len(keys)), *keys, *args])
+        try:
+            return await self._send(packed)
+        except NoScriptError:
+            await self.redis.script_load(script.script)
+            return await self._send(packed)
+
+    async def _send(self, packed: bytes) -> Any:
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            try:
+                await conn.send_packed_command(packed)
+                return await conn.read_response()
+            except (RedisConnectionError, RedisTimeoutError):
+                await conn.disconnect()
+                await conn.send_packed_command(packed)  # connects again
+                return await conn.read_response()
+        finally:
+            await pool.release(conn)
 
     async def aclose(self) -> None:
         """Close the pooled connections (idempotent: every part calls it)."""
