@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable
+from itertools import chain, repeat
 from typing import Any, TypeVar
 
 from redis import asyncio as aioredis
@@ -52,10 +53,11 @@ def redis_client(url: str, pool_size: int = _POOL_SIZE) -> aioredis.Redis:
 
 
 def pack_command(parts: list[str]) -> bytes:
-    """One RESP command (an array of bulk strings) from ``parts``, as Redis reads it."""
-    data = [part.encode() for part in parts]
-    return b"*%d\r\n" % len(data) + b"".join(
-        [b"$%d\r\n%b\r\n" % (len(d), d) for d in data])
+    """One RESP command (an array of bulk strings) from ``parts``, as Redis reads it; the
+    loop over the parts runs in C (``map``, ``zip``), not in bytecodes."""
+    data = list(map(str.encode, parts))
+    return b"*%d\r\n" % len(data) + b"".join(chain.from_iterable(
+        zip(map(b"$%d\r\n".__mod__, map(len, data)), data, repeat(b"\r\n"))))
 
 
 async def reached(call: Awaitable[T]) -> T:
