@@ -23,9 +23,11 @@ from collections.abc import Awaitable
 from itertools import chain, repeat
 from typing import Any, TypeVar
 
+import redis
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
+from redis.driver_info import DriverInfo
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -38,6 +40,10 @@ T = TypeVar("T")
 
 _POOL_SIZE = 64
 _POOL_WAIT = 5.0
+#: What each new connection tells Redis (``CLIENT SETINFO``), made once: left to
+#: redis-py, every connection object reads redis's package metadata again (1.7 ms each
+#: on the 2-core machine against 12 us; pool growth and reconnects pay it).
+DRIVER_INFO = DriverInfo(lib_version=redis.__version__)
 _SCRIPTS = ("CLAIM_MANY", "RELEASE_MANY", "REFRESH", "ENQUEUE", "DRAIN_MANY", "SWEEP",
             "HANDOVER")
 
@@ -47,6 +53,7 @@ def redis_client(url: str, pool_size: int = _POOL_SIZE) -> aioredis.Redis:
     while the pool is busy), with one quick retry for a connection that went stale."""
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=pool_size, timeout=_POOL_WAIT, decode_responses=True,
+        driver_info=DRIVER_INFO,
         socket_timeout=5, socket_connect_timeout=2, health_check_interval=10,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1))
     return aioredis.Redis(connection_pool=pool)
