@@ -6,7 +6,7 @@ offline store and the node bus (``signalling.redis_directory``, ``redis_queue``,
 ``cluster``) each take it. Redis failures leave the parts as
 :class:`~signalling.errors.ClusterUnavailable`.
 
-The batched scripts of admission (claims, releases, drains, lease renewals, the sweep)
+The batched scripts (admission's claims, releases and drains, lease renewals, the sweep)
 go through :meth:`RedisLink.run_script`: the same pool, connections and reply parser as
 every other call, but the command is packed by :func:`pack_command` (a few bytecodes per
 argument where redis-py's encoder and packer spend about a hundred) and sent on a pooled
@@ -35,6 +35,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from signalling import redis_scripts as lua
 from signalling.errors import ClusterUnavailable
 from signalling.names import Names
+from signalling.redis_admission import Admission
 
 T = TypeVar("T")
 
@@ -44,8 +45,7 @@ _POOL_WAIT = 5.0
 #: redis-py, every connection object reads redis's package metadata again (1.7 ms each
 #: on the 2-core machine against 12 us; pool growth and reconnects pay it).
 DRIVER_INFO = DriverInfo(lib_version=redis.__version__)
-_SCRIPTS = ("CLAIM_MANY", "RELEASE_MANY", "REFRESH", "ENQUEUE", "DRAIN_MANY", "SWEEP",
-            "HANDOVER")
+_SCRIPTS = ("ADMIT", "REFRESH", "ENQUEUE", "SWEEP", "HANDOVER")
 
 
 def redis_client(url: str, pool_size: int = _POOL_SIZE) -> aioredis.Redis:
@@ -87,6 +87,8 @@ class RedisLink:
         self.redis = redis_client(url)
         self.scripts: dict[str, Any] = {name: self.redis.register_script(getattr(lua, name))
                                         for name in _SCRIPTS}
+        #: This node's claims, releases and drains, one script call per loop turn.
+        self.admission = Admission(self)
         self._closed = False
 
     def holder_value(self, token: str) -> str:
