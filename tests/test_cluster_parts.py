@@ -78,6 +78,23 @@ async def test_a_cancelled_callers_result_goes_to_orphan() -> None:
     assert orphans == [(3, 3)]
 
 
+async def test_a_caller_gone_before_the_call_is_left_out_of_it() -> None:
+    calls: list[list[int]] = []
+
+    async def run(items: list[int]) -> list[int]:
+        calls.append(items)
+        return items
+
+    batcher: Batcher[int, int] = Batcher(run, max_batch=2)
+    gone = asyncio.ensure_future(batcher.submit(1))
+    kept = [asyncio.ensure_future(batcher.submit(i)) for i in (2, 3, 4)]
+    await asyncio.sleep(0)  # one loop turn (not a timed wait): the four are queued, and
+    assert batcher.waiting == 4  # the batch task, made in that turn, has not run yet
+    gone.cancel()
+    assert await asyncio.gather(*kept) == [2, 3, 4]
+    assert calls == [[2], [3, 4]]  # the first batch of two is its one caller left
+
+
 # --- two Redis hubs -------------------------------------------------------------------
 
 @pytest.fixture
