@@ -48,6 +48,8 @@ class Admission:
         self._names = link.names
         self._batch: Batcher[Operation, Any] = Batcher(self._run, _BATCH, "admission",
                                                         orphan=self._orphan)
+        # The batch task makes one call at a time: one connection of its own serves it.
+        self._conn = link.own_connection()
 
     async def claim(self, ep: Endpoint, key_limit: int, lease_ms: int) -> Seen:
         """Claim ``ep``'s id for ``lease_ms``; ``key_limit`` -1: this node is full (only a
@@ -91,7 +93,8 @@ class Admission:
         keys: Iterable[str] = chain.from_iterable(map(_keys, batch))
         args: Iterable[str] = chain.from_iterable(map(_args, batch))
         answers: list[Any] = await self._link.run_script(
-            "ADMIT", [self._names.queue_clock(), *keys], [self._link.node_id, *args])
+            "ADMIT", [self._names.queue_clock(), *keys], [self._link.node_id, *args],
+            self._conn)
         return answers
 
     def _orphan(self, op: Operation, answer: Any) -> None:

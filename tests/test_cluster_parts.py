@@ -246,6 +246,11 @@ def script_calls(url: str) -> int:
         client.close()
 
 
+async def held_by_the_pause(link: Any) -> bool:
+    """True when a script call waits in Redis, held by ``CLIENT PAUSE``."""
+    return int((await link.redis.info("clients"))["blocked_clients"]) == 1
+
+
 @pytest.fixture
 async def admitting(private_redis: Any) -> AsyncIterator[Any]:
     """A RedisLink on the test's own redis-server (so its script calls can be counted)."""
@@ -313,19 +318,12 @@ async def test_a_turns_operations_run_in_the_order_they_were_submitted(
 
 async def test_a_claim_whose_caller_left_during_the_call_is_given_back(
         admitting: Any, private_redis: Any) -> None:
-    admission, real_call = admitting.admission, admitting.run_script
-    handed = asyncio.Event()
-
-    async def run_script(*call: Any) -> Any:  # the real call, noting that it was made
-        handed.set()
-        return await real_call(*call)
-
-    admitting.run_script = run_script
+    admission = admitting.admission
     await admitting.redis.execute_command("CLIENT", "PAUSE", "20000", "WRITE")  # scripts wait
     try:
         before = script_calls(private_redis.url)
         left = asyncio.ensure_future(admission.claim(Recorder("k", "gone", token="t"), 0, 5000))
-        await until(handed.is_set)  # the claim is in the call, unanswered
+        await until(lambda: held_by_the_pause(admitting))  # the claim is sent, unanswered
         left.cancel()
     finally:
         await admitting.redis.execute_command("CLIENT", "UNPAUSE")
@@ -336,6 +334,27 @@ async def test_a_claim_whose_caller_left_during_the_call_is_given_back(
     assert await admitting.redis.exists(admitting.names.peer("k", "gone")) == 0
     seen = await admission.claim(Recorder("k", "gone", token="other"), 0, 5000)
     assert seen.claim("other") is Claim.NEW
+
+
+async def test_a_call_cancelled_before_its_reply_leaves_its_own_connection_answering_right(
+        admitting: Any) -> None:
+    link = admitting
+    conn = link.own_connection()
+    keys = [link.names.queue_clock(), link.names.peer("k", "a"), link.names.ids("k")]
+    claim = ["n1-x", "c", "tok", "0", "a", "5000"]
+    assert await link.run_script("ADMIT", keys, claim, conn) == [[0, "", 0, ""]]
+    await link.redis.execute_command("CLIENT", "PAUSE", "20000", "WRITE")
+    try:
+        call = asyncio.ensure_future(link.run_script("ADMIT", keys, claim, conn))
+        await until(lambda: held_by_the_pause(link))  # sent, unanswered
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    finally:
+        await link.redis.execute_command("CLIENT", "UNPAUSE")
+    # The cancelled call's reply (a takeover: [[1, ...]]) must not answer this release
+    # (redis-py's read_response drops a connection whose reply it did not read).
+    assert await link.run_script("ADMIT", keys, ["n1-x", "r", "n1-x|tok", "a"], conn) == [1]
 
 
 async def test_a_redis_restart_under_a_turn_is_cluster_unavailable_then_admits_again(
