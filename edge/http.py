@@ -218,6 +218,10 @@ class HttpConnection(asyncio.Protocol):
     def server(self) -> tuple[str, int]:
         """The local address of the connection (the scope's ``server``), looked up once."""
         if self._server is None:
+            fixed = self.listener.address
+            if fixed is not None:
+                self._server = fixed
+                return fixed
             sock = self.transport.get_extra_info("sockname") or ("", 0)
             self._server = ((str(sock[0]), int(sock[1])) if isinstance(sock, tuple)
                             else ("", 0))
