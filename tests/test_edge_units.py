@@ -205,7 +205,14 @@ def test_the_headers_are_noted_once_with_repeated_websocket_keys_counted() -> No
     assert req.noted[b"sec-websocket-key"] == b"dGhlIHNhbXBsZSBub25jZQ=="  # the first
     assert req.noted[b"upgrade"] == b"websocket"
     assert req.ws_keys == 2
-    assert b"host" not in req.noted  # only the headers the checks read
+    one = upgrade()
+    assert one.noted[b"upgrade"] == b"websocket" and one.ws_keys == 1
+    other = upgrade()  # another header repeated, one key
+    other.headers.append((b"upgrade", b"h2c"))
+    assert other.noted[b"upgrade"] == b"websocket" and other.ws_keys == 1
+    none = upgrade()
+    none.headers = [h for h in none.headers if h[0] != b"sec-websocket-key"]
+    assert none.noted.get(b"sec-websocket-key") is None and none.ws_keys == 0
 
 
 def test_the_address_guard_counts_sockets_and_gives_places_back() -> None:
