@@ -29,11 +29,12 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from signalling import nodewire as wire
+from signalling.cancellation import raise_if_cancelled
 from signalling.errors import ClusterUnavailable
 from signalling.hub import BusListener, Frames, Handed, Hub
 from signalling.looptasks import runs_on_a_running_loop
 from signalling.redis_directory import RedisDirectory
-from signalling.redis_link import RedisLink, reached
+from signalling.redis_link import DRIVER_INFO, RedisLink, reached
 from signalling.redis_queue import RedisQueue
 
 logger = logging.getLogger(__name__)
@@ -47,7 +48,8 @@ def subscriber_client(url: str) -> aioredis.Redis:
     whole message into a debug string whether or not debug logging is on (10-12% of a
     node's CPU in the cross-node burst, see docs/decisions.md)."""
     return aioredis.Redis.from_url(url, decode_responses=True, protocol=2,
-                                   socket_connect_timeout=2, health_check_interval=5)
+                                   socket_connect_timeout=2, health_check_interval=5,
+                                   driver_info=DRIVER_INFO)
 
 
 class RedisBus:
@@ -164,6 +166,7 @@ class RedisBus:
     async def _listen_forever(self, listener: BusListener) -> None:
         delay, lost = 0.2, False
         while True:
+            raise_if_cancelled()
             client = subscriber_client(self.link.url)
             try:
                 async with client.pubsub() as pubsub:
@@ -172,6 +175,7 @@ class RedisBus:
                         await listener.on_restored()
                     delay, lost = 0.2, False
                     async for message in pubsub.listen():
+                        raise_if_cancelled()  # a lost stop (Python 3.11)
                         if message.get("type") == "message":
                             await _on_message(message["data"], listener)
                         elif message.get("type") == "subscribe":
@@ -193,6 +197,7 @@ class RedisBus:
         ALIVE_TIMEOUT whether or not it returns."""
         period = self._lease_ms / 6000
         while True:
+            raise_if_cancelled()  # a Redis call can lose a stop (Python 3.11)
             try:
                 await self._announce()
                 await self._reap_lost()
