@@ -20,11 +20,11 @@ import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from bench import scenarios, servers
+from bench import scenarios, servers, stats
 from bench.config import Sizes
 from bench.peers import (
     Peer,
@@ -140,8 +140,8 @@ async def _run_cluster(setup: ClusterSetup, workdir: Path, prefix: str, sizes: S
                 # Redis's CPU covers the warm-up burst too: divided by all it carried.
                 carried = sent * (sizes.cluster_reps + 1) / sizes.cluster_reps
                 admission.redis_cpu_per_message = (after[3] - before[3]) / carried
-            admission.connect_rate, admission.connect_failures = await measure_connect_rate(
-                targets, f"{prefix}c", sizes)
+            admission.connects = await measure_connect_rate(
+                targets, [n.pid for n in nodes], f"{prefix}c", sizes)
             admission.commands_per_peer, admission.scripts_per_peer = await count_admission(
                 setup.redis_url, targets, f"{prefix}r")
             admission.crowd = await measure_crowd(targets, f"{prefix}f")
@@ -173,8 +173,8 @@ class CrowdTimes:
 class AdmissionResult:
     """The cluster's admission figures and the Redis work they cost."""
 
-    connect_rate: float = float("nan")  # to OPEN per second, both nodes, 200 in flight
-    connect_failures: int = 0
+    # to OPEN, both nodes, 200 in flight: one sample per repetition
+    connects: list[scenarios.ConnectSample] = field(default_factory=list)
     crowd: CrowdTimes | None = None
     reference_crowd: CrowdTimes | None = None  # peerjs-server, one process
     commands_per_peer: float = float("nan")  # Redis commands (scripts' inner ones too)
@@ -182,6 +182,16 @@ class AdmissionResult:
     commands_per_message: float = float("nan")
     publishes_per_message: float = float("nan")  # PUBLISH calls (inside scripts too)
     redis_cpu_per_message: float = float("nan")  # seconds of redis-server CPU
+
+    @property
+    def connect_rate(self) -> float:
+        """Median connections to OPEN per second over the repetitions."""
+        return stats.median([s.rate for s in self.connects])
+
+    @property
+    def connect_failures(self) -> int:
+        """Connections that failed, over all repetitions."""
+        return sum(s.failures for s in self.connects)
 
 
 async def crowd_round(targets: list[Target], ids: list[str], token: str,
@@ -228,24 +238,46 @@ async def measure_crowd(targets: list[Target], prefix: str) -> CrowdTimes:
     return CrowdTimes(admit, reload, refused + refused2, retries)
 
 
-async def measure_connect_rate(targets: list[Target], prefix: str, sizes: Sizes
-                               ) -> tuple[float, int]:
-    """``connect_peers`` connections split over the targets, ``connect_concurrency`` in
-    flight in all; connections to OPEN per second."""
+async def measure_connect_rate(targets: list[Target], pids: list[int], prefix: str,
+                               sizes: Sizes) -> list[scenarios.ConnectSample]:
+    """``connect_reps`` repetitions, as the single node's row: each waits for every node
+    to go idle, then opens ``connect_peers`` fresh ids to OPEN split over the targets
+    (``connect_concurrency`` in flight in all) with the nodes' CPU metered over the
+    opening, then closes them."""
+    samples = []
+    for rep in range(sizes.connect_reps):
+        for n, pid in enumerate(pids):
+            await scenarios.wait_idle(f"node {n}", pid)
+        samples.append(await connect_round(targets, pids, f"{prefix}{rep}-", sizes))
+    for n, pid in enumerate(pids):
+        await scenarios.wait_idle(f"node {n}", pid)  # the last closes stay out of what follows
+    return samples
+
+
+async def connect_round(targets: list[Target], pids: list[int], prefix: str,
+                        sizes: Sizes) -> scenarios.ConnectSample:
+    """One repetition of :func:`measure_connect_rate`."""
     tally = Tally()
     share = sizes.connect_peers // len(targets)
     flight = max(1, sizes.connect_concurrency // len(targets))
+    meters = scenarios.Meters(pids)
+    meters.begin()
     started = time.perf_counter()
     results = await asyncio.gather(*(
         open_peers(t, scenarios.peer_ids(f"{prefix}{n}", share), tally, flight)
         for n, t in enumerate(targets)))
     elapsed = time.perf_counter() - started
+    meters.end()
     opened = sum(len(r.peers) for r in results)
     failures = sum(sum(r.failures.values()) for r in results)
+    if failures:
+        logger.warning("cluster: %d connections failed: %s", failures,
+                       [dict(r.failures) for r in results])
     for r in results:
         close_all(r.peers)
-    await asyncio.sleep(1.0)
-    return (opened / elapsed if elapsed > 0 else float("nan")), failures
+    return scenarios.ConnectSample(opened / elapsed if elapsed > 0 else float("nan"), opened,
+                                   failures, meters.server_cpu, meters.generator.cpu,
+                                   tuple(m.cpu for m in meters.servers))
 
 
 def redis_counts(url: str) -> tuple[int, int, int, float]:

@@ -98,6 +98,7 @@ class ConnectSample:
     failures: int
     server_cpu: float
     generator_cpu: float
+    node_cpu: tuple[float, ...] = ()  # each server's share of ``server_cpu`` (a cluster)
 
 
 async def measure_connects(target: Target, pid: int, prefix: str, sizes: Sizes

@@ -37,17 +37,29 @@ def rows(run: Run) -> list[report.Row]:
     out += capacity_rows(hub.capacity, ref.capacity, sizes)
     out.append(cluster_row(run.cluster, stats.median([s.rate for s in hub.bursts])))
     out += slowdrip.rows(hub.slowdrip, ref.slowdrip)
-    out += admission_rows(run.cluster, stats.median([s.rate for s in hub.connects]),
+    out += admission_rows(run.cluster, hub.connects,
                           stats.median([s.server_cpu for s in hub.bursts]), sizes)
     return out
 
 
-def admission_rows(cluster: scenarios.ClusterResult | None, single_connects: float,
-                   single_burst_cpu: float, sizes: Sizes) -> list[report.Row]:
-    """The cluster's admission rows (bench.cluster): rate, crowd, reload, Redis cost."""
+def cpu_per_connection(samples: list[scenarios.ConnectSample], node: int | None = None
+                       ) -> float:
+    """Median server CPU seconds per connection opened (all servers, or server ``node``)."""
+    return stats.median([(s.server_cpu if node is None else s.node_cpu[node]) / s.opened
+                         for s in samples if s.opened])
+
+
+def admission_rows(cluster: scenarios.ClusterResult | None,
+                   single: list[scenarios.ConnectSample], single_burst_cpu: float,
+                   sizes: Sizes) -> list[report.Row]:
+    """The cluster's admission rows (bench.cluster): rate and CPU per connection, crowd,
+    reload, Redis cost."""
     adm = None if cluster is None else cluster.admission
     if adm is None:
         return []
+    single_connects = stats.median([s.rate for s in single])
+    cpu_single, cpu_both = cpu_per_connection(single), cpu_per_connection(adm.connects)
+    cpu_nodes = [cpu_per_connection(adm.connects, n) * 1e6 for n in range(2)]
     crowd, ref = adm.crowd, adm.reference_crowd
     nan = float("nan")
 
@@ -60,6 +72,10 @@ def admission_rows(cluster: scenarios.ClusterResult | None, single_connects: flo
                    f"{sizes.connect_concurrency} in flight; ratio: vs peerhub single node)",
                    report.count(adm.connect_rate) + fails, "—",
                    report.times(stats.ratio(adm.connect_rate, single_connects))),
+        report.Row("  server CPU per connection to OPEN, us: both nodes (node a + node b) "
+                   "(ratio: vs peerhub single node; lower is better)",
+                   f"{cpu_both * 1e6:.0f} ({cpu_nodes[0]:.0f} + {cpu_nodes[1]:.0f})", "—",
+                   report.times(stats.ratio(cpu_both, cpu_single))),
     ]
     for label, name in (("1,000 peers at once", "admit_s"),
                         ("their reload (new tokens, other node)", "reload_s")):

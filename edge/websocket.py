@@ -47,6 +47,15 @@ CONNECTING, OPEN, CLOSING, CLOSED = range(4)
 #: ``WebSocket._drip_mark`` of a socket whose frame in progress is known to drip.
 DRIPPING = (-1, -1)
 
+#: Whether the application that is running now has more received events waiting: set by
+#: :meth:`WebSocket.receive` as it hands one over. While it has, the frames it sends are
+#: held to the end of the loop iteration and written together (a burst to one peer is
+#: one system call); a message sent after the last waiting event, to a socket with
+#: nothing held, is written at once (a lone relayed message costs no extra loop
+#: iteration). Only the batching depends on it: the order and the send-buffer cap hold
+#: either way, so a value left by another task (one that awaited meanwhile) is harmless.
+_more_waiting = False
+
 
 class SocketHost(Protocol):
     """What a websocket needs from the server that accepted it."""
@@ -71,7 +80,7 @@ class WebSocket(asyncio.Protocol):
 
     __slots__ = ("host", "options", "transport", "scope", "key", "state", "reader", "events",
                  "waiter", "paused", "seen", "ping_sent", "close_code", "_close_timer",
-                 "_limit", "_out", "_loop", "task", "_counted_ip", "_bucket", "_frames_seen",
+                 "_limit", "_out", "_loop", "task", "_counted_ip", "_bucket", "_others_seen",
                  "_drip_timer", "_lowat", "_lowsock", "_drip_mark")
 
     def __init__(self, host: SocketHost, options: WebSocketOptions,
@@ -96,7 +105,7 @@ class WebSocket(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._counted_ip = counted_ip  # the address this connection is counted for
         self._bucket: TokenBucket | None = None  # made at the first frame it must count
-        self._frames_seen = 0
+        self._others_seen = 0  # the reader's other_frames already charged (or not limited)
         self._drip_timer: asyncio.TimerHandle | None = None
         self._lowat = trickle.EVERY_BYTE  # the socket's SO_RCVLOWAT; -1: not available
         self._lowsock: socket.socket | None = None  # found when first needed
@@ -119,15 +128,15 @@ class WebSocket(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.seen = True
+        reader = self.reader
         try:
-            frames = self.reader.feed(data)
+            frames = reader.feed(data)
         except wf.WebSocketError as exc:
             self._fail(exc.code, exc.reason)
             return
-        if (self.options.frame_rate or self._bucket is not None) and \
-                not self._frames_within_rate(frames):
+        if reader.other_frames != self._others_seen and not self._others_within_rate():
             return
-        if self.reader.missing or self._lowat > trickle.EVERY_BYTE:
+        if reader.missing or self._lowat > trickle.EVERY_BYTE:
             self._trickled(len(data))
         for opcode, payload in frames:
             if opcode == wf.OP_TEXT:
@@ -150,9 +159,10 @@ class WebSocket(asyncio.Protocol):
                 return
             # OP_PONG: being here is enough (self.seen)
 
-    def _frames_within_rate(self, out: list[tuple[int, bytes]]) -> bool:
-        """Charge every frame that is not a whole data message (pings, pongs, empty and
-        other fragments) to the socket's bucket; close 1008 past it.
+    def _others_within_rate(self) -> bool:
+        """Charge every frame read since the last call that was not a whole data message
+        (pings, pongs, empty and other fragments: the reader's ``other_frames``) to the
+        socket's bucket; close 1008 past it.
 
         Whole messages are the application's to count; the rest would otherwise make
         the server work for free. The bucket is the application's own message bucket
@@ -160,16 +170,12 @@ class WebSocket(asyncio.Protocol):
         peer has one rate for messages and pongs together); until then one of the
         edge's, at ``frame_rate``.
         """
-        read = getattr(self.reader, "frames_read", None)
-        if read is None:  # a FrameReader without the counter: the frames it returned
-            parsed = len(out)
-        else:
-            parsed, self._frames_seen = read - self._frames_seen, read
-        extra = parsed - sum(1 for opcode, _ in out if opcode in (wf.OP_TEXT, wf.OP_BINARY))
-        if extra <= 0:
+        others = self.reader.other_frames
+        extra, self._others_seen = others - self._others_seen, others
+        bucket = self._bucket
+        if bucket is None and not self.options.frame_rate:
             return True
         now = time.monotonic()
-        bucket = self._bucket
         if bucket is None:  # most sockets never send a frame that is not a message
             rate = self.options.frame_rate or 0.0
             bucket = self._bucket = TokenBucket(rate, self.options.frame_burst, now)
@@ -336,16 +342,20 @@ class WebSocket(asyncio.Protocol):
         out = self._out
         if out:
             self._out = []
-            transport = self.transport
-            if transport.is_closing():
-                return
-            if transport.get_write_buffer_size() > self._limit:
-                # pongs and pings are queued here too, not only the application's frames
-                logger.warning("dropping a websocket that does not read (%d bytes waiting)",
-                               transport.get_write_buffer_size())
-                transport.abort()
-                return
-            transport.write(out[0] if len(out) == 1 else b"".join(out))
+            self._write(out[0] if len(out) == 1 else b"".join(out))
+
+    def _write(self, data: bytes) -> None:
+        """Write ``data`` now, unless closing; drop a socket over the send-buffer cap."""
+        transport = self.transport
+        if transport.is_closing():
+            return
+        if transport.get_write_buffer_size() > self._limit:
+            # pongs and pings are queued here too, not only the application's frames
+            logger.warning("dropping a websocket that does not read (%d bytes waiting)",
+                           transport.get_write_buffer_size())
+            transport.abort()
+            return
+        transport.write(data)
 
     def _write_now(self, data: bytes) -> None:
         """Write ``data`` after whatever is queued, at once (before a close)."""
@@ -355,11 +365,13 @@ class WebSocket(asyncio.Protocol):
 
     async def receive(self) -> Message:
         """ASGI receive: the next event for the application."""
+        global _more_waiting
         events = self.events
         while not events:
             self.waiter = self._loop.create_future()
             await self.waiter
         event = events.pop(0)
+        _more_waiting = bool(events)
         if self.paused and len(events) < LOW_WATER and self.state != CLOSED:
             self.paused = False
             if self._drip_timer is None:
@@ -374,13 +386,17 @@ class WebSocket(asyncio.Protocol):
                 return  # closing or closed: the application learns via disconnect
             text = message.get("text")
             if text is not None:
-                self._queue(wf.encode_frame(wf.OP_TEXT, text.encode()))
+                frame = wf.encode_frame(wf.OP_TEXT, text.encode())
             else:
-                self._queue(wf.encode_frame(wf.OP_BINARY, message.get("bytes") or b""))
+                frame = wf.encode_frame(wf.OP_BINARY, message.get("bytes") or b"")
+            if self._out or _more_waiting:
+                self._queue(frame)
+            else:
+                self._write(frame)
         elif kind == SHARED_BUCKET:
             self._bucket = message["bucket"]
             # frames read so far were charged (or not limited) already
-            self._frames_seen = self.reader.frames_read
+            self._others_seen = self.reader.other_frames
         elif kind == "websocket.accept":
             self._accept(message)
         elif kind == "websocket.close":

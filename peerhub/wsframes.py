@@ -169,17 +169,21 @@ class FrameReader:
     through the buffer.
 
     ``frames_read`` counts every frame parsed off the wire: data, control and
-    continuation frames, empty ones included (the caller can charge a rate limit with
-    it, so that floods of pongs or of empty fragments are not free).
+    continuation frames, empty ones included; ``other_frames`` the part of them that was
+    not a whole data message by itself (pings, pongs, close, every fragment of a
+    fragmented message but one). The caller can charge a rate limit with it, so that
+    floods of pongs or of empty fragments are not free, without looking at each frame.
     """
 
-    __slots__ = ("max_size", "frames_read", "headers_parsed", "_buf", "_need", "_frag_op",
-                 "_frag", "_frag_len", "_frag_count")
+    __slots__ = ("max_size", "frames_read", "other_frames", "headers_parsed", "_buf",
+                 "_need", "_frag_op", "_frag", "_frag_len", "_frag_count")
 
     def __init__(self, max_size: int):
         self.max_size = max_size
         #: Frames parsed off the wire so far, of every kind.
         self.frames_read = 0
+        #: Of those, frames that were not a whole data message on their own.
+        self.other_frames = 0
         #: Times a frame header was parsed: once per frame that arrives in one read, twice
         #: for one split over reads (when its header is there, when all of it is), never
         #: once per read. A measure of the reader's work, for tests.
@@ -204,6 +208,25 @@ class FrameReader:
     def feed(self, data: bytes | bytearray | memoryview) -> list[tuple[int, bytes]]:
         """Consume ``data``; return the complete messages and control frames in it."""
         buf = self._buf
+        if not buf and not self._frag_op:
+            # The usual read: exactly one whole, masked, final text or binary frame of
+            # under 4 KiB (what a browser writes per message). Anything else, or any
+            # doubt, goes through _parse.
+            end = len(data)
+            n = data[1] - 0x80 if end > 6 else 0  # the mask bit must be set
+            head = 6
+            if n == 126 and end > 8:
+                n = (data[2] << 8) | data[3]
+                head = 8
+            elif n > 125:
+                n = 0
+            b0 = data[0] if n > 0 else 0
+            if (b0 == 0x81 or b0 == 0x82) and head + n == end and n < 4096 \
+                    and n <= self.max_size:
+                self.frames_read += 1
+                self.headers_parsed += 1
+                payload = apply_mask(data[head:], data[head - 4:head])  # type: ignore[arg-type]
+                return [(b0 & 0x0F, payload)]
         out: list[tuple[int, bytes]] = []
         if not buf:
             pos = self._parse(data, out)
@@ -224,7 +247,7 @@ class FrameReader:
         ``_need`` to the bytes the next frame needs (counted from the returned offset)."""
         end = len(buf)
         pos = 0
-        frames = headers = 0
+        frames = headers = others = 0
         try:
             while True:
                 left = end - pos
@@ -274,12 +297,17 @@ class FrameReader:
                 if whole:
                     out.append((b0 & 0x0F, payload))
                     continue
+                others += 1
                 msg = self._assemble(b0 & 0x80, b0 & 0x0F, payload)
                 if msg is not None:
                     out.append(msg)
+                    if msg[0] < 8:  # a fragmented message, whole: one of its frames
+                        others -= 1
         finally:
             self.frames_read += frames
             self.headers_parsed += headers
+            if others:
+                self.other_frames += others
 
     def _check_header(self, b0: int, b1: int, n: int) -> None:
         opcode = b0 & 0x0F

@@ -33,7 +33,7 @@ from signalling.errors import ClusterUnavailable
 from signalling.hub import BusListener, Frames, Handed, Hub
 from signalling.looptasks import runs_on_a_running_loop
 from signalling.redis_directory import RedisDirectory
-from signalling.redis_link import RedisLink, reached
+from signalling.redis_link import DRIVER_INFO, RedisLink, reached
 from signalling.redis_queue import RedisQueue
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,8 @@ def subscriber_client(url: str) -> aioredis.Redis:
     whole message into a debug string whether or not debug logging is on (10-12% of a
     node's CPU in the cross-node burst, see docs/decisions.md)."""
     return aioredis.Redis.from_url(url, decode_responses=True, protocol=2,
-                                   socket_connect_timeout=2, health_check_interval=5)
+                                   socket_connect_timeout=2, health_check_interval=5,
+                                   driver_info=DRIVER_INFO)
 
 
 class RedisBus:

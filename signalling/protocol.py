@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs
 
 import orjson
@@ -100,9 +100,13 @@ class ProtocolError(ValueError):
     """A client frame that breaks the protocol; ``str(exc)`` is the ERROR text to send."""
 
 
-@dataclass(frozen=True, slots=True)
-class ClientMessage:
-    """One parsed client frame: its type, its destination and its untouched payload."""
+class ClientMessage(NamedTuple):
+    """One parsed client frame: its type, its destination and its untouched payload.
+
+    A named tuple, not a frozen dataclass: one is made per relayed message, and a frozen
+    dataclass's ``__init__`` is four ``object.__setattr__`` calls (34 bytecodes against
+    7 here).
+    """
 
     type: str
     dst: str | None

@@ -61,11 +61,11 @@ class RedisDirectory:
     async def _claim_batch(self, batch: list[_ClaimRequest]) -> list[Seen]:
         names = self._names
         keys: list[str] = []
-        args: list[Any] = [self.link.node_id, self._lease_ms]
+        args: list[str] = [self.link.node_id, str(self._lease_ms)]
         for r in batch:
             keys += [names.peer(r.ep.key, r.ep.peer_id), names.ids(r.ep.key)]
-            args += [r.ep.token, r.key_limit, r.ep.peer_id]
-        flat = await self.link.scripts["CLAIM_MANY"](keys=keys, args=args)
+            args += [r.ep.token, str(r.key_limit), r.ep.peer_id]
+        flat = await self.link.run_script("CLAIM_MANY", keys, args)
         return [Seen(bool(held), str(token), bool(full), str(node))
                 for held, token, full, node in zip(flat[::4], flat[1::4], flat[2::4],
                                                    flat[3::4], strict=True)]
@@ -90,7 +90,7 @@ class RedisDirectory:
         for key, peer_id, value in batch:
             keys += [self._names.peer(key, peer_id), self._names.ids(key)]
             args += [value, peer_id]
-        await self.link.scripts["RELEASE_MANY"](keys=keys, args=args)
+        await self.link.run_script("RELEASE_MANY", keys, args)
         return [1] * len(batch)
 
     async def holder(self, key: str, peer_id: str) -> str | None:
@@ -122,11 +122,11 @@ class RedisDirectory:
         for start in range(0, len(endpoints), _REFRESH_BATCH):
             chunk = endpoints[start:start + _REFRESH_BATCH]
             keys: list[str] = []
-            args: list[Any] = [self._lease_ms]
+            args: list[str] = [str(self._lease_ms)]
             for ep in chunk:
                 keys += [self._names.peer(ep.key, ep.peer_id), self._names.ids(ep.key)]
                 args += [self.link.holder_value(ep.token), ep.peer_id]
-            positions = await reached(self.link.scripts["REFRESH"](keys=keys, args=args))
+            positions = await reached(self.link.run_script("REFRESH", keys, args))
             lost += [chunk[int(p) - 1] for p in positions]
         return lost
 

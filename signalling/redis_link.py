@@ -5,6 +5,14 @@ the Redis names under this cluster's prefix and this node's id; the directory, t
 offline store and the node bus (``signalling.redis_directory``, ``redis_queue``,
 ``cluster``) each take it. Redis failures leave the parts as
 :class:`~signalling.errors.ClusterUnavailable`.
+
+The batched scripts of admission (claims, releases, drains, lease renewals, the sweep)
+go through :meth:`RedisLink.run_script`: the same pool, connections and reply parser as
+every other call, but the command is packed by :func:`pack_command` (a few bytecodes per
+argument where redis-py's encoder and packer spend about a hundred) and sent on a pooled
+connection directly, without ``execute_command``'s wrapping; the retry of a stale
+connection and the reload of a script Redis lost are kept (docs/decisions.md, "The
+cluster's connect path").
 """
 
 from __future__ import annotations
@@ -12,12 +20,17 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Awaitable
+from itertools import chain, repeat
 from typing import Any, TypeVar
 
+import redis
 from redis import asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
-from redis.exceptions import RedisError
+from redis.driver_info import DriverInfo
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from signalling import redis_scripts as lua
 from signalling.errors import ClusterUnavailable
@@ -27,6 +40,10 @@ T = TypeVar("T")
 
 _POOL_SIZE = 64
 _POOL_WAIT = 5.0
+#: What each new connection tells Redis (``CLIENT SETINFO``), made once: left to
+#: redis-py, every connection object reads redis's package metadata again (1.7 ms each
+#: on the 2-core machine against 12 us; pool growth and reconnects pay it).
+DRIVER_INFO = DriverInfo(lib_version=redis.__version__)
 _SCRIPTS = ("CLAIM_MANY", "RELEASE_MANY", "REFRESH", "ENQUEUE", "DRAIN_MANY", "SWEEP",
             "HANDOVER")
 
@@ -36,9 +53,18 @@ def redis_client(url: str, pool_size: int = _POOL_SIZE) -> aioredis.Redis:
     while the pool is busy), with one quick retry for a connection that went stale."""
     pool = aioredis.BlockingConnectionPool.from_url(
         url, max_connections=pool_size, timeout=_POOL_WAIT, decode_responses=True,
+        driver_info=DRIVER_INFO,
         socket_timeout=5, socket_connect_timeout=2, health_check_interval=10,
         retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1))
     return aioredis.Redis(connection_pool=pool)
+
+
+def pack_command(parts: list[str]) -> bytes:
+    """One RESP command (an array of bulk strings) from ``parts``, as Redis reads it; the
+    loop over the parts runs in C (``map``, ``zip``), not in bytecodes."""
+    data = list(map(str.encode, parts))
+    return b"*%d\r\n" % len(data) + b"".join(chain.from_iterable(
+        zip(map(b"$%d\r\n".__mod__, map(len, data)), data, repeat(b"\r\n"))))
 
 
 async def reached(call: Awaitable[T]) -> T:
@@ -66,6 +92,35 @@ class RedisLink:
     def holder_value(self, token: str) -> str:
         """The value of a lease this node holds for ``token``: ``node|token``."""
         return f"{self.node_id}|{token}"
+
+    async def run_script(self, name: str, keys: list[str], args: list[str]) -> Any:
+        """``EVALSHA`` of script ``name`` (of ``_SCRIPTS``) with ``keys`` and ``args``
+        (strings), on a connection of the pool; the reply as redis-py parses it. A
+        connection that fails (stale after a Redis restart) is reconnected and the call
+        sent once more, as the client's retry does; a script Redis no longer has
+        (``NOSCRIPT``, after a restart or ``SCRIPT FLUSH``) is loaded and called again.
+        Failures are :class:`~redis.exceptions.RedisError`, as with any other call."""
+        script = self.scripts[name]
+        packed = pack_command(["EVALSHA", script.sha, str(len(keys)), *keys, *args])
+        try:
+            return await self._send(packed)
+        except NoScriptError:
+            await self.redis.script_load(script.script)
+            return await self._send(packed)
+
+    async def _send(self, packed: bytes) -> Any:
+        pool = self.redis.connection_pool
+        conn = await pool.get_connection()
+        try:
+            try:
+                await conn.send_packed_command(packed)
+                return await conn.read_response()
+            except (RedisConnectionError, RedisTimeoutError):
+                await conn.disconnect()
+                await conn.send_packed_command(packed)  # connects again
+                return await conn.read_response()
+        finally:
+            await pool.release(conn)
 
     async def aclose(self) -> None:
         """Close the pooled connections (idempotent: every part calls it)."""

@@ -86,13 +86,12 @@ class RedisQueue:
 
     async def _drain_batch(self, batch: list[tuple[str, str]]) -> list[list[str]]:
         keys = [self._names.queue_clock()] + [self._names.queue(k, d) for k, d in batch]
-        return [list(items) for items in
-                await self.link.scripts["DRAIN_MANY"](keys=keys)]
+        return [list(items) for items in await self.link.run_script("DRAIN_MANY", keys, [])]
 
     async def expire(self, now: float) -> list[Expired]:
         """Take due queues (by Redis's clock; ``now`` is not used)."""
-        flat = await reached(self.link.scripts["SWEEP"](
-            keys=[self._names.queue_clock()], args=[self._expire_ms, _SWEEP_BATCH]))
+        flat = await reached(self.link.run_script(
+            "SWEEP", [self._names.queue_clock()], [str(self._expire_ms), str(_SWEEP_BATCH)]))
         expired = []
         for name, items in zip(flat[::2], flat[1::2], strict=True):
             key, dst = self._names.split_queue(name)

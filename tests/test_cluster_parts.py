@@ -8,6 +8,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -153,6 +154,63 @@ async def test_the_key_limit_counts_claims_within_one_batch(hubs: tuple) -> None
                                     for i in range(8)))
     assert claims.count(Claim.NEW) == 5
     assert claims.count(Claim.LIMIT) == 3
+
+
+# --- the lean script call ------------------------------------------------------------
+
+def test_pack_command_writes_what_redis_pys_own_packer_writes() -> None:
+    from redis.asyncio.connection import Connection
+
+    from signalling.redis_link import pack_command
+
+    parts = ["EVALSHA", "0" * 40, "2", "p:peer:6:peerjs:a b", "", "\x00|\r\n", "é漢🙂",
+             "x" * 70_000, "-1"]
+    assert pack_command(parts) == b"".join(Connection().pack_command(*parts))
+
+
+async def test_a_script_call_survives_a_redis_restart_its_stale_connection_and_lost_script(
+        private_redis: Any) -> None:
+    import redis
+
+    from signalling.redis_link import RedisLink
+
+    link = RedisLink(private_redis.url, f"tlean-{uuid.uuid4().hex[:8]}", "n1")
+    names = link.names
+    try:
+        keys = [names.peer("k", "a\x00é"), names.ids("k")]
+        claim = ["n1-x", "5000", "tok|1", "0", "a\x00é"]
+        assert await link.run_script("CLAIM_MANY", keys, claim) == [0, "", 0, ""]
+        assert await link.run_script("CLAIM_MANY", keys, claim) == [1, "tok|1", 0, "n1-x"]
+        private_redis.kill()
+        private_redis.start()  # empty: the lease and the loaded scripts are gone, and the
+        # pooled connection is stale
+        assert await link.run_script("CLAIM_MANY", keys, claim) == [0, "", 0, ""]
+        assert await link.redis.get(keys[0]) == "n1-x|tok|1"
+        private_redis.kill()
+        with pytest.raises(redis.RedisError):
+            await link.run_script("CLAIM_MANY", keys, claim)
+        private_redis.start()
+        assert await link.run_script("CLAIM_MANY", keys, claim) == [0, "", 0, ""]
+        assert await link.run_script("RELEASE_MANY", keys, ["n1-x|tok|1", "a\x00é"]) == 1
+        assert await link.redis.exists(keys[0]) == 0
+    finally:
+        await link.aclose()
+
+
+async def test_claims_while_redis_is_down_are_cluster_unavailable(private_redis: Any) -> None:
+    from signalling.cluster import redis_hub
+    from signalling.errors import ClusterUnavailable
+
+    hub = redis_hub(private_redis.url, f"tdown-{uuid.uuid4().hex[:8]}", "n1", queue_limit=10,
+                    expire_timeout=5, cleanup_interval=1, lease=5)
+    try:
+        assert await hub.register(Recorder("k", "up"), LIMITS) is Claim.NEW
+        private_redis.kill()
+        with pytest.raises(ClusterUnavailable):
+            await hub.directory.claim(Recorder("k", "down"), 0, False)
+    finally:
+        private_redis.start()
+        await hub.stop()
 
 
 # --- the cluster's routing decision ---------------------------------------------------

@@ -532,8 +532,51 @@ def test_frames_read_counts_every_frame_off_the_wire() -> None:
               + client_frame(OP_BINARY, b""))
     out = reader.feed(stream[:-3])  # the last frame is not all there
     assert len(out) == 6 and reader.frames_read == 8
+    # 3 pongs, the ping, 2 of the fragmented message's 3 frames, the pong between them
+    assert reader.other_frames == 7
     assert reader.feed(stream[-3:]) == [(OP_BINARY, b"")]
-    assert reader.frames_read == 9
+    assert reader.frames_read == 9 and reader.other_frames == 7
+
+
+@pytest.mark.parametrize("size", [1, 7, 125, 126, 300, 4095, 4096, 5000, 70_000])
+@pytest.mark.parametrize("opcode", [OP_TEXT, OP_BINARY])
+def test_one_whole_frame_in_one_read_gives_what_the_frame_in_pieces_gives(
+        opcode: int, size: int) -> None:
+    payload = bytes(random.Random(size).randrange(256) for _ in range(size))
+    frame = client_frame(opcode, payload)
+    whole, pieces = FrameReader(100_000), FrameReader(100_000)
+    assert whole.feed(frame) == [(opcode, payload)]
+    assert feed_all(pieces, [frame[i:i + 1] for i in range(len(frame))]) == [(opcode, payload)]
+    assert whole.frames_read == pieces.frames_read == 1
+    assert whole.other_frames == pieces.other_frames == 0
+    assert whole.headers_parsed == 1
+
+
+@pytest.mark.parametrize("frame", [
+    client_frame(OP_TEXT, b"x" * 300, masked=False),  # not masked: refused
+    client_frame(OP_TEXT, b"x" * 301)[:-1],  # one byte short: waits
+    client_frame(OP_TEXT, b"x" * 300, fin=False),  # a first fragment
+    client_frame(OP_PING, b"x" * 100),
+    client_frame(OP_TEXT, b"x" * 300, rsv=4),  # a reserved bit
+], ids=["unmasked", "short", "fragment", "ping", "rsv"])
+def test_a_read_that_is_not_one_plain_whole_frame_is_parsed_in_full(frame: bytes) -> None:
+    whole, pieces = FrameReader(10_000), FrameReader(10_000)
+    try:
+        got: object = whole.feed(frame)
+    except WebSocketError as exc:
+        got = exc.code
+    try:
+        expected: object = feed_all(pieces, [frame[i:i + 1] for i in range(len(frame))])
+    except WebSocketError as exc:
+        expected = exc.code
+    assert got == expected
+    assert (whole.frames_read, whole.other_frames) == (pieces.frames_read, pieces.other_frames)
+
+
+def test_a_message_over_the_limit_in_one_read_is_refused() -> None:
+    with pytest.raises(WebSocketError) as caught:
+        FrameReader(299).feed(client_frame(OP_TEXT, b"x" * 300))
+    assert caught.value.code == wf.CLOSE_TOO_BIG
 
 
 @settings(max_examples=100, deadline=None)
@@ -547,6 +590,9 @@ def test_frames_read_does_not_depend_on_the_split(
     reader = FrameReader(2000)
     feed_all(reader, chunks)
     assert reader.frames_read == len(frames)
+    whole = FrameReader(2000)
+    whole.feed(raw)
+    assert reader.other_frames == whole.other_frames
     # a header is parsed when it is all there, and once more when the whole frame is
     # (if that came in a later read): never once per read
     assert len(frames) <= reader.headers_parsed <= 2 * len(frames)
