@@ -31,6 +31,7 @@ from typing import NamedTuple, Protocol
 
 import orjson
 
+from signalling.cancellation import raise_if_cancelled
 from signalling.decisions import (
     Claim,
     Route,
@@ -499,6 +500,7 @@ class Hub:
 
     async def _flush_forever(self) -> None:
         while True:
+            raise_if_cancelled()  # a flush's Redis call can lose a stop (Python 3.11)
             await self._wake.wait()
             self._wake.clear()
             batch, self._outbox, self._outbox_size = self._outbox, {}, 0
@@ -641,6 +643,7 @@ class Hub:
 
     async def _renew_forever(self, period: float) -> None:
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(period)
             try:
                 await self._renew_all()
@@ -657,6 +660,7 @@ class Hub:
 
     async def _sweep_forever(self) -> None:
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self._cleanup_interval)
             try:
                 await self.expire_now(time.monotonic())

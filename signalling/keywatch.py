@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from apikeys.models import ApiKey
 from apikeys.tenants import forget_cached
+from signalling.cancellation import raise_if_cancelled
 from signalling.looptasks import runs_on_a_running_loop
 from signalling.protocol import Errors, error_frame
 from signalling.runtime import get_hub
@@ -93,6 +94,7 @@ class KeyWatcher:
 
     async def _run(self) -> None:
         while True:
+            raise_if_cancelled()  # closing peers goes through Redis in a cluster
             await asyncio.sleep(self.interval)
             try:
                 await self.check_once()
