@@ -61,6 +61,8 @@ class SocketHost(Protocol):
     """What a websocket needs from the server that accepted it."""
 
     sockets: set[WebSocket]
+    #: The loop the server serves on (None: the running loop).
+    loop: asyncio.AbstractEventLoop | None
 
     def log_action(self, verb: str, path: str, client: tuple[str, int]) -> None:
         """One access-log line (``WSCONNECT``, ``WSDISCONNECT``, ``WSREJECT``)."""
@@ -102,7 +104,8 @@ class WebSocket(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._limit = options.send_buffer_limit
         self._out: list[bytes] = []  # frames written in this loop iteration, not yet sent
-        self._loop = asyncio.get_running_loop()
+        # the server's loop: get_running_loop() is a getpid() system call per socket
+        self._loop = host.loop or asyncio.get_running_loop()
         self._counted_ip = counted_ip  # the address this connection is counted for
         self._bucket: TokenBucket | None = None  # made at the first frame it must count
         self._others_seen = 0  # the reader's other_frames already charged (or not limited)
@@ -407,7 +410,8 @@ class WebSocket(asyncio.Protocol):
     def _accept(self, message: Message) -> None:
         if self.state != CONNECTING:
             return
-        extra = [(bytes(k), bytes(v)) for k, v in message.get("headers") or ()]
+        headers = message.get("headers")  # (a comprehension is a call even when empty)
+        extra = [(bytes(k), bytes(v)) for k, v in headers] if headers else None
         self._queue(wf.switching_protocols(self.key, message.get("subprotocol"), extra))
         self.state = OPEN
         self.host.log_action("WSCONNECT", self.scope["path"], self.scope["client"])

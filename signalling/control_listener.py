@@ -48,6 +48,11 @@ class ControlListener:
         self._tasks: list[asyncio.Task[None]] = []
         self.joined = asyncio.Event()
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The listener's tasks (empty before :meth:`start` and after :meth:`stop`)."""
+        return self._tasks
+
     def start(self) -> None:
         """Start listening on the running loop (idempotent)."""
         if self._tasks and runs_on_a_running_loop(self._tasks[0]):

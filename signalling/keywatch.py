@@ -80,6 +80,11 @@ class KeyWatcher:
         self._task: asyncio.Task[None] | None = None
         self._last_touch = 0.0
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The watcher's task (None before :meth:`ensure_started` and after :meth:`stop`)."""
+        return self._task
+
     def ensure_started(self) -> None:
         """Start the watcher on the running loop unless it already runs there."""
         if runs_on_a_running_loop(self._task):
