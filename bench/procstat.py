@@ -44,6 +44,16 @@ def stat_cpu_seconds(pid: int) -> float:
     return (utime + stime) / _TICKS
 
 
+def read_calls(pid: int) -> int:
+    """Read system calls (``read``, ``readv``, ``pread``...) ``pid`` made so far, from
+    ``/proc/PID/io`` (``syscr``)."""
+    with open(f"/proc/{pid}/io", "rb") as f:
+        for line in f:
+            if line.startswith(b"syscr:"):
+                return int(line.split()[1])
+    raise ProcessLookupError(f"no syscr for pid {pid}")
+
+
 def rss_bytes(pid: int) -> int:
     """Resident set size of ``pid``."""
     with open(f"/proc/{pid}/status", "rb") as f:

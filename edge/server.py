@@ -8,6 +8,7 @@ HTTP connections and websockets they hold, the per-address guard, the Django ups
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import ssl
@@ -36,6 +37,26 @@ class Listener:
     #: The public port (PeerJS and, unless switched off, the admin) or the admin address.
     public: bool
     scheme: str = "http"
+    #: The local address of every connection it accepts, when that is one address (it
+    #: listens on a specific one, not a wildcard): no getsockname() per connection.
+    address: tuple[str, int] | None = None
+
+
+def fixed_address(sock: socket.socket) -> tuple[str, int] | None:
+    """The address a listening socket is bound to, if it is a specific one (then it is
+    the local address of each connection it accepts); None for a wildcard or unknown."""
+    try:
+        bound = sock.getsockname()
+    except OSError:
+        return None
+    if not isinstance(bound, tuple):
+        return None
+    try:
+        if ipaddress.ip_address(bound[0]).is_unspecified:
+            return None
+    except ValueError:
+        return None
+    return (str(bound[0]), int(bound[1]))
 
 
 class Edge:
@@ -69,7 +90,8 @@ class Edge:
                     tls: ssl.SSLContext | None = None) -> None:
         """Serve on an already listening socket (asyncio listens again with ``backlog``)."""
         loop = self.loop = asyncio.get_running_loop()
-        listener = Listener(public, "https" if tls is not None else "http")
+        listener = Listener(public, "https" if tls is not None else "http",
+                            fixed_address(sock))
         server = await loop.create_server(
             lambda: HttpConnection(self, listener), sock=sock, backlog=backlog, ssl=tls,
             ssl_handshake_timeout=self.options.limits.head_timeout if tls else None)

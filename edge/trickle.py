@@ -11,6 +11,18 @@ delivered the moment its last byte is there (no hold). Where it is unavailable (
 where the socket's bytes are not the frame's, or another system) the edge falls back to
 reading a trickling socket at most every ``DRIP_PAUSE`` seconds
 (:mod:`edge.websocket`).
+
+That leaves the kernel's work per TCP segment: on loopback each tiny segment stays an
+skb of its own in the receive queue (a clone of the sender's, which Linux does not
+coalesce into), and the reader's ``recv`` copies and frees each one. A frame whose
+segments average under :data:`DRIP_SEGMENT` payload bytes (the socket's own TCP_INFO
+counters, over at least :data:`DRIP_SEGMENTS` of them) is a drip, not a slow link:
+the socket's receive buffer is then fixed at :data:`DRIP_RCVBUF` (bounding what the
+kernel holds for it; autotuning had grown one to about 800 KB) and, while that frame is
+unfinished, it is read at most every :data:`DRIP_HOLD` seconds. The kernel, finding the
+buffer full meanwhile, collapses the queued tiny skbs into a few compact ones (or
+withholds the window), so the reader gets a few skbs instead of one per write. An
+honest client's segments are hundreds of bytes or more and never meet this.
 """
 
 from __future__ import annotations
@@ -18,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import struct
 import sys
 
 logger = logging.getLogger(__name__)
@@ -28,6 +41,21 @@ logger = logging.getLogger(__name__)
 LOWAT_CAP = 65536
 #: ``SO_RCVLOWAT`` of a socket that wakes for every byte (the kernel's default).
 EVERY_BYTE = 1
+#: A frame whose data segments average fewer payload bytes than this is dripped...
+DRIP_SEGMENT = 128
+#: ...once at least this many of them were counted (a header alone in a segment, as
+#: clients that write a frame's header and payload apart send, is not a drip).
+DRIP_SEGMENTS = 64
+#: ``SO_RCVBUF`` of a dripping socket (Linux doubles it: 128 KiB, the default a socket
+#: starts with). Twice :data:`LOWAT_CAP`, the most the kernel lets ``SO_RCVLOWAT`` be
+#: for a socket whose buffer is fixed.
+DRIP_RCVBUF = LOWAT_CAP
+#: Seconds a dripping socket is left unread after a read that leaves its frame
+#: unfinished (the frame is late by at most this after its last byte).
+DRIP_HOLD = 0.5
+#: Where ``tcpi_bytes_received`` (u64) and ``tcpi_data_segs_in`` (u32) sit in Linux's
+#: ``struct tcp_info`` (both since 4.6), and the bytes to ask for.
+_BYTES_RECEIVED, _DATA_SEGS_IN, _TCP_INFO_SIZE = 128, 152, 156
 
 
 def wake_threshold(missing: int, cap: int = LOWAT_CAP) -> int:
@@ -53,5 +81,36 @@ def set_low_water(sock: socket.socket, level: int) -> bool:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, level)
     except OSError as exc:  # closed meanwhile, or a kernel without it
         logger.debug("SO_RCVLOWAT %d refused: %s", level, exc)
+        return False
+    return True
+
+
+def received(sock: socket.socket) -> tuple[int, int] | None:
+    """``(payload bytes, data segments)`` ``sock`` has received so far, or None where
+    the kernel does not say."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCP_INFO_SIZE)
+    except OSError:
+        return None
+    if len(info) < _TCP_INFO_SIZE:
+        return None
+    return (struct.unpack_from("=Q", info, _BYTES_RECEIVED)[0],
+            struct.unpack_from("=I", info, _DATA_SEGS_IN)[0])
+
+
+def dripped(since: tuple[int, int], now: tuple[int, int]) -> bool:
+    """Whether the segments received between two :func:`received` readings are a drip:
+    at least :data:`DRIP_SEGMENTS` of them, averaging under :data:`DRIP_SEGMENT` bytes."""
+    size, segments = now[0] - since[0], (now[1] - since[1]) & 0xFFFFFFFF
+    return segments >= DRIP_SEGMENTS and size < DRIP_SEGMENT * segments
+
+
+def fix_buffer(sock: socket.socket, size: int = DRIP_RCVBUF) -> bool:
+    """Fix ``sock``'s receive buffer at ``size`` (the kernel doubles it; autotuning
+    stops for this socket); tell whether the kernel took it."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    except OSError as exc:
+        logger.debug("SO_RCVBUF %d refused: %s", size, exc)
         return False
     return True

@@ -44,6 +44,8 @@ DRIP_READ = 512
 DRIP_PAUSE = 0.05
 
 CONNECTING, OPEN, CLOSING, CLOSED = range(4)
+#: ``WebSocket._drip_mark`` of a socket whose frame in progress is known to drip.
+DRIPPING = (-1, -1)
 
 #: Whether the application that is running now has more received events waiting: set by
 #: :meth:`WebSocket.receive` as it hands one over. While it has, the frames it sends are
@@ -59,6 +61,8 @@ class SocketHost(Protocol):
     """What a websocket needs from the server that accepted it."""
 
     sockets: set[WebSocket]
+    #: The loop the server serves on (None: the running loop).
+    loop: asyncio.AbstractEventLoop | None
 
     def log_action(self, verb: str, path: str, client: tuple[str, int]) -> None:
         """One access-log line (``WSCONNECT``, ``WSDISCONNECT``, ``WSREJECT``)."""
@@ -79,7 +83,7 @@ class WebSocket(asyncio.Protocol):
     __slots__ = ("host", "options", "transport", "scope", "key", "state", "reader", "events",
                  "waiter", "paused", "seen", "ping_sent", "close_code", "_close_timer",
                  "_limit", "_out", "_loop", "task", "_counted_ip", "_bucket", "_others_seen",
-                 "_drip_timer", "_lowat", "_lowsock")
+                 "_drip_timer", "_lowat", "_lowsock", "_drip_mark")
 
     def __init__(self, host: SocketHost, options: WebSocketOptions,
                  transport: asyncio.Transport, scope: Scope, key: bytes,
@@ -100,13 +104,17 @@ class WebSocket(asyncio.Protocol):
         self._close_timer: asyncio.TimerHandle | None = None
         self._limit = options.send_buffer_limit
         self._out: list[bytes] = []  # frames written in this loop iteration, not yet sent
-        self._loop = asyncio.get_running_loop()
+        # the server's loop: get_running_loop() is a getpid() system call per socket
+        self._loop = host.loop or asyncio.get_running_loop()
         self._counted_ip = counted_ip  # the address this connection is counted for
         self._bucket: TokenBucket | None = None  # made at the first frame it must count
         self._others_seen = 0  # the reader's other_frames already charged (or not limited)
         self._drip_timer: asyncio.TimerHandle | None = None
         self._lowat = trickle.EVERY_BYTE  # the socket's SO_RCVLOWAT; -1: not available
         self._lowsock: socket.socket | None = None  # found when first needed
+        # the kernel's (bytes, segments) received when the frame in progress was first
+        # left unfinished; DRIPPING once it is known to drip (edge.trickle.dripped)
+        self._drip_mark: tuple[int, int] | None = None
         host.sockets.add(self)
         # The application's own coroutine is the task (no wrapper coroutine: each frame
         # in the chain stays alive, about 240 bytes, for as long as the peer is
@@ -190,10 +198,40 @@ class WebSocket(asyncio.Protocol):
         (:mod:`edge.trickle`), or, without SO_RCVLOWAT, hold a trickling socket."""
         missing = self.reader.missing
         if self._lowat >= 0 and self._low_water(trickle.wake_threshold(missing)):
+            if not missing:
+                self._drip_mark = None
+            elif self._dripping() and self._drip_timer is None:
+                self._hold(trickle.DRIP_HOLD)
             return
         if missing and size < DRIP_READ and self._drip_timer is None:
-            self.transport.pause_reading()
-            self._drip_timer = self._loop.call_later(DRIP_PAUSE, self._drip_resume)
+            self._hold(DRIP_PAUSE)
+
+    def _dripping(self) -> bool:
+        """Whether the unfinished frame arrives in tiny segments (the kernel's counts
+        since it was first left unfinished: :func:`edge.trickle.dripped`). The first
+        time it is found to, the socket's receive buffer is fixed."""
+        mark = self._drip_mark
+        if mark is DRIPPING:
+            return True
+        sock = self._lowsock
+        if sock is None:
+            return False
+        now = trickle.received(sock)
+        if now is None:
+            return False
+        if mark is None:
+            self._drip_mark = now
+            return False
+        if not trickle.dripped(mark, now):
+            return False
+        self._drip_mark = DRIPPING
+        trickle.fix_buffer(sock)
+        return True
+
+    def _hold(self, seconds: float) -> None:
+        """Leave the socket unread for ``seconds``."""
+        self.transport.pause_reading()
+        self._drip_timer = self._loop.call_later(seconds, self._drip_resume)
 
     def _low_water(self, level: int) -> bool:
         """Set the socket's SO_RCVLOWAT to ``level``; False if it cannot be set here."""
@@ -372,7 +410,8 @@ class WebSocket(asyncio.Protocol):
     def _accept(self, message: Message) -> None:
         if self.state != CONNECTING:
             return
-        extra = [(bytes(k), bytes(v)) for k, v in message.get("headers") or ()]
+        headers = message.get("headers")  # (a comprehension is a call even when empty)
+        extra = [(bytes(k), bytes(v)) for k, v in headers] if headers else None
         self._queue(wf.switching_protocols(self.key, message.get("subprotocol"), extra))
         self.state = OPEN
         self.host.log_action("WSCONNECT", self.scope["path"], self.scope["client"])

@@ -7,7 +7,7 @@ continuation, close, ping, pong, no extensions) and writes unmasked frames.
 
 from __future__ import annotations
 
-import base64
+import binascii
 import hashlib
 import struct
 from collections.abc import Callable
@@ -80,24 +80,30 @@ def upgrade_key(method: str, header: Callable[[bytes], bytes | None]) -> bytes |
     key = header(b"sec-websocket-key")
     if key is None:
         return None
-    try:
-        if len(base64.b64decode(key, validate=True)) != 16:
+    try:  # (base64.b64decode(key, validate=True) is this call, after two Python frames)
+        if len(binascii.a2b_base64(key, strict_mode=True)) != 16:
             return None
-    except ValueError:
+    except ValueError:  # binascii.Error
         return None
     return key
 
 
 def accept_value(key: bytes) -> bytes:
     """The Sec-WebSocket-Accept value for a client's Sec-WebSocket-Key."""
-    return base64.b64encode(hashlib.sha1(key + GUID).digest())
+    # (base64.b64encode, without its Python frame)
+    return binascii.b2a_base64(hashlib.sha1(key + GUID).digest(), newline=False)
+
+
+_SWITCHING = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+              b"Connection: Upgrade\r\nSec-WebSocket-Accept: ")
 
 
 def switching_protocols(key: bytes, subprotocol: str | None = None,
                         extra: list[tuple[bytes, bytes]] | None = None) -> bytes:
     """The 101 response that completes the opening handshake."""
-    lines = [b"HTTP/1.1 101 Switching Protocols", b"Upgrade: websocket",
-             b"Connection: Upgrade", b"Sec-WebSocket-Accept: " + accept_value(key)]
+    if not subprotocol and not extra:  # the usual answer: one concatenation
+        return _SWITCHING + accept_value(key) + b"\r\n\r\n"
+    lines = [_SWITCHING + accept_value(key)]
     if subprotocol:
         lines.append(b"Sec-WebSocket-Protocol: " + subprotocol.encode("latin-1"))
     for name, value in extra or ():

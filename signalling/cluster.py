@@ -29,6 +29,7 @@ from redis import asyncio as aioredis
 from redis.exceptions import RedisError
 
 from signalling import nodewire as wire
+from signalling.cancellation import raise_if_cancelled
 from signalling.errors import ClusterUnavailable
 from signalling.hub import BusListener, Frames, Handed, Hub
 from signalling.looptasks import runs_on_a_running_loop
@@ -165,6 +166,7 @@ class RedisBus:
     async def _listen_forever(self, listener: BusListener) -> None:
         delay, lost = 0.2, False
         while True:
+            raise_if_cancelled()
             client = subscriber_client(self.link.url)
             try:
                 async with client.pubsub() as pubsub:
@@ -173,6 +175,7 @@ class RedisBus:
                         await listener.on_restored()
                     delay, lost = 0.2, False
                     async for message in pubsub.listen():
+                        raise_if_cancelled()  # a lost stop (Python 3.11)
                         if message.get("type") == "message":
                             await _on_message(message["data"], listener)
                         elif message.get("type") == "subscribe":
@@ -194,6 +197,7 @@ class RedisBus:
         ALIVE_TIMEOUT whether or not it returns."""
         period = self._lease_ms / 6000
         while True:
+            raise_if_cancelled()  # a Redis call can lose a stop (Python 3.11)
             try:
                 await self._announce()
                 await self._reap_lost()

@@ -189,7 +189,7 @@ class PeerConsumer(AsyncConsumer):
             # the edge charges this peer's pongs and fragments to the same bucket
             await self._send({"type": SHARED_BUCKET, "bucket": self._bucket})
         self._start_session(tenant, node)
-        node.key_watcher.ensure_started()
+        node.ensure_key_watcher()
         if claim is Claim.NEW:
             await self.deliver(p.OPEN_FRAME)
         await hub.flush_queue(self)

@@ -19,6 +19,7 @@ from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from apikeys.tenants import forget_cached
+from signalling.cancellation import raise_if_cancelled
 from signalling.control import GROUP, load_bans
 from signalling.looptasks import runs_on_a_running_loop
 from signalling.protocol import Errors, error_frame
@@ -47,6 +48,11 @@ class ControlListener:
         self._tasks: list[asyncio.Task[None]] = []
         self.joined = asyncio.Event()
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The listener's tasks (empty before :meth:`start` and after :meth:`stop`)."""
+        return self._tasks
+
     def start(self) -> None:
         """Start listening on the running loop (idempotent)."""
         if self._tasks and runs_on_a_running_loop(self._tasks[0]):
@@ -74,6 +80,7 @@ class ControlListener:
         channel = await layer.new_channel("peerhub.node.")
         delay, lost = 0.2, False
         while True:
+            raise_if_cancelled()  # a Redis call can lose a stop (Python 3.11)
             try:
                 await layer.group_add(GROUP, channel)
                 self.joined.set()
@@ -82,6 +89,7 @@ class ControlListener:
                     await self.reconcile()
                 delay, lost = 0.2, False
                 while True:
+                    raise_if_cancelled()
                     await self.handle(await layer.receive(channel))
             except (RedisError, OSError) as exc:
                 self.joined.clear()
@@ -93,6 +101,7 @@ class ControlListener:
 
     async def _reconcile_forever(self) -> None:
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self.reconcile_interval)
             await self.reconcile()
 

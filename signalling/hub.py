@@ -31,6 +31,7 @@ from typing import NamedTuple, Protocol
 
 import orjson
 
+from signalling.cancellation import raise_if_cancelled
 from signalling.decisions import (
     Claim,
     Route,
@@ -41,7 +42,7 @@ from signalling.decisions import (
     needs_lookup,
 )
 from signalling.errors import ClusterUnavailable, NodeDraining
-from signalling.looptasks import runs_on_a_running_loop
+from signalling.looptasks import Running, runs_on_a_running_loop
 from signalling.metrics import limit_hit
 from signalling.offline import Expired
 from signalling.protocol import (
@@ -302,6 +303,7 @@ class Hub:
         self._outbox_size = 0
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._running = Running()  # while it holds, start() is one check (per connection)
         self._stopping = False
         self.accepting = True  # False while the node drains
 
@@ -312,10 +314,18 @@ class Hub:
 
     # --- background tasks -------------------------------------------------------------
 
+    @property
+    def tasks(self) -> list[asyncio.Task[None]]:
+        """The background tasks :meth:`start` started (empty before, and once stopped)."""
+        return self._tasks
+
     def start(self) -> None:
         """Start the background tasks on the running loop (idempotent; they also start
         on first use): the expiry sweep, lease renewal, the outbox flusher, the bus."""
-        if self._stopping or (self._tasks and runs_on_a_running_loop(self._tasks[0])):
+        if self._stopping or self._running.holds():
+            return
+        if self._tasks and runs_on_a_running_loop(self._tasks[0]):
+            self._running.watch(self._tasks)
             return
         loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
@@ -326,6 +336,7 @@ class Hub:
             jobs.append(("peerhub-refresh", self._renew_forever(self.directory.renew_every)))
         self._tasks = [loop.create_task(job, name=name) for name, job in jobs]  # type: ignore[arg-type]
         self.bus.start(self)
+        self._running.watch(self._tasks)
 
     async def stop(self) -> None:
         """Stop admitting; leave the bus (no more inbound, presence withdrawn); hand
@@ -499,6 +510,7 @@ class Hub:
 
     async def _flush_forever(self) -> None:
         while True:
+            raise_if_cancelled()  # a flush's Redis call can lose a stop (Python 3.11)
             await self._wake.wait()
             self._wake.clear()
             batch, self._outbox, self._outbox_size = self._outbox, {}, 0
@@ -641,6 +653,7 @@ class Hub:
 
     async def _renew_forever(self, period: float) -> None:
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(period)
             try:
                 await self._renew_all()
@@ -657,6 +670,7 @@ class Hub:
 
     async def _sweep_forever(self) -> None:
         while True:
+            raise_if_cancelled()
             await asyncio.sleep(self._cleanup_interval)
             try:
                 await self.expire_now(time.monotonic())

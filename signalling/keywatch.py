@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from apikeys.models import ApiKey
 from apikeys.tenants import forget_cached
+from signalling.cancellation import raise_if_cancelled
 from signalling.looptasks import runs_on_a_running_loop
 from signalling.protocol import Errors, error_frame
 from signalling.runtime import get_hub
@@ -79,6 +80,11 @@ class KeyWatcher:
         self._task: asyncio.Task[None] | None = None
         self._last_touch = 0.0
 
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        """The watcher's task (None before :meth:`ensure_started` and after :meth:`stop`)."""
+        return self._task
+
     def ensure_started(self) -> None:
         """Start the watcher on the running loop unless it already runs there."""
         if runs_on_a_running_loop(self._task):
@@ -93,6 +99,7 @@ class KeyWatcher:
 
     async def _run(self) -> None:
         while True:
+            raise_if_cancelled()  # closing peers goes through Redis in a cluster
             await asyncio.sleep(self.interval)
             try:
                 await self.check_once()

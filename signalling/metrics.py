@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
-from signalling.looptasks import runs_on_a_running_loop
+from signalling.looptasks import Running, runs_on_a_running_loop
 
 if TYPE_CHECKING:
     from signalling.sessions import SessionInfo
@@ -59,6 +59,7 @@ class Metrics:
         self.started_at = time.time()
         self._lag_max = 0.0
         self._lag_task: asyncio.Task[None] | None = None
+        self._running = Running()
 
     # --- counting (called once per event, never per relayed frame) -------------------
 
@@ -101,15 +102,22 @@ class Metrics:
 
     # --- event-loop lag --------------------------------------------------------------
 
+    @property
+    def lag_task(self) -> asyncio.Task[None] | None:
+        """The lag sampler's task (None before :meth:`ensure_started`)."""
+        return self._lag_task
+
     def ensure_started(self) -> None:
         """Start the lag sampler in the running loop if it is not running there."""
-        if runs_on_a_running_loop(self._lag_task):
+        if self._running.holds():  # one check per connection while the sampler runs
             return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            return
-        self._lag_task = loop.create_task(self._sample_lag(), name="peerhub-loop-lag")
+        if not runs_on_a_running_loop(self._lag_task):
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._lag_task = loop.create_task(self._sample_lag(), name="peerhub-loop-lag")
+        self._running.watch([self._lag_task])
 
     async def stop(self) -> None:
         """Stop the lag sampler."""

@@ -32,6 +32,7 @@ from signalling.bans import BanList
 from signalling.config import get_config
 from signalling.guards import IpGuard
 from signalling.hub import Hub
+from signalling.looptasks import Running
 from signalling.metrics import Metrics
 
 if TYPE_CHECKING:
@@ -71,6 +72,9 @@ class Node:
         self.bans = BanList()
         self._drain: asyncio.Task[None] | None = None
         self.draining = False
+        # while these hold, the per-connection start checks are one C call each
+        self._running = Running()  # the hub's, control listener's and lag sampler's tasks
+        self._watching = Running()  # the key watcher's
 
     @property
     def clustered(self) -> bool:
@@ -97,16 +101,29 @@ class Node:
         """Start the background work on the running loop (idempotent, cheap: called for
         each connection): the hub's tasks, the control-plane listener and the metrics'
         loop-lag sampler (the key watcher starts with the first peer, or in
-        :meth:`start`)."""
-        self.hub.start()
-        self.control.start()
-        self.metrics.ensure_started()
+        :meth:`start`). Once they all run, this is one check until one of them ends."""
+        if self._running.holds():
+            return
+        hub, control, metrics = self.hub, self.control, self.metrics
+        hub.start()
+        control.start()
+        metrics.ensure_started()
+        self._running.watch([*hub.tasks, *control.tasks, metrics.lag_task])
+
+    def ensure_key_watcher(self) -> None:
+        """Start the key watcher on the running loop unless it runs there (called for
+        each admitted peer; one check while it runs)."""
+        if self._watching.holds():
+            return
+        watcher = self.key_watcher
+        watcher.ensure_started()
+        self._watching.watch([watcher.task])
 
     async def start(self) -> None:
         """Start every part's background work and, in a cluster, wait (a few seconds at
         most) for this node's subscription, so it admits peers at once."""
         self.ensure_started()
-        self.key_watcher.ensure_started()
+        self.ensure_key_watcher()
         if self.hub.clustered:
             await self.hub.wait_subscribed(_SUBSCRIBE_GRACE)
 
@@ -121,6 +138,8 @@ class Node:
             await _bounded("the control listener", self._control.stop(), _PART_STOP_TIMEOUT)
         if self._key_watcher is not None:
             self._key_watcher.stop()
+        self._running.forget()
+        self._watching.forget()
         await _bounded("the lag sampler", self.metrics.stop(), _PART_STOP_TIMEOUT)
         if self._recorder is not None:
             await _bounded("the session recorder", self._recorder.stop(),
@@ -160,6 +179,7 @@ class Node:
         if self._key_watcher is not None:
             self._key_watcher.stop()
         self._key_watcher = None
+        self._watching.forget()
 
     @property
     def tenants(self) -> TenantCache:

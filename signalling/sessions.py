@@ -23,7 +23,7 @@ from django.db import DatabaseError, DataError, IntegrityError, connection, tran
 from django.utils import timezone
 
 from signalling import metrics
-from signalling.looptasks import runs_on_a_running_loop
+from signalling.looptasks import Running, runs_on_a_running_loop
 from signalling.protocol import storable_text
 
 logger = logging.getLogger(__name__)
@@ -81,6 +81,7 @@ class SessionRecorder:
         self._live_per_key: Counter[str] = Counter()
         self._peaks: dict[str, int] = {}  # key -> most live at once since the last write
         self._task: asyncio.Task[None] | None = None
+        self._running = Running()
         self._recovered = False
         self._outage = 0  # failed attempts in a row while the database is unreachable
         #: Session events dropped so far: rows the database refused, or backlog overflow.
@@ -131,8 +132,11 @@ class SessionRecorder:
         return len(self._opened) + len(self._closed)
 
     def _ensure_task(self) -> None:
+        if self._running.holds():  # one check per connection while the writer runs
+            return
         if not runs_on_a_running_loop(self._task):
             self._task = asyncio.get_running_loop().create_task(self._run(), name="peerhub-sessions")
+        self._running.watch([self._task])
 
     async def _run(self) -> None:
         ticks_per_touch = int(TOUCH_INTERVAL / FLUSH_INTERVAL)
@@ -382,10 +386,12 @@ class SessionRecorder:
     def _row(self, i: SessionInfo, adapt: Any = None) -> tuple[Any, ...]:
         """The values of ``_INSERT_COLUMNS`` for ``i`` (times adapted for raw SQL)."""
         at = adapt or _db_time
-        ended = i.disconnected_at
+        # each time adapted once (last_seen repeats one of the two; None stays None)
+        connected = at(i.connected_at)
+        ended = None if i.disconnected_at is None else at(i.disconnected_at)
         return (i.api_key[:64], i.peer_id[:255], self.node[:100], i.transport[:16],
                 i.remote_addr[:64], i.user_agent[:255], i.client_version[:32],
-                at(i.connected_at), at(ended or i.connected_at), at(ended),
+                connected, connected if ended is None else ended, ended,
                 i.close_reason[:100], i.messages_in, i.messages_out, i.heartbeats)
 
     def _insert_with_orm(self, infos: list[SessionInfo]) -> None:

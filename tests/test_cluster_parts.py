@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -111,9 +112,18 @@ async def hubs() -> AsyncIterator[tuple[object, object]]:
     try:
         yield made[0], made[1]
     finally:
-        for hub in made:
-            await hub.close_all(None, 1001, "test over")
-            await hub.stop()
+        # Stopping must not hang (a node's drain depends on it). Once, under load 7, this
+        # teardown did, for the rest of pytest-timeout's 180 s with no clue where: now a
+        # hang fails here with every task's stack printed.
+        try:
+            async with asyncio.timeout(60):
+                for hub in made:
+                    await hub.close_all(None, 1001, "test over")
+                    await hub.stop()
+        except TimeoutError:
+            for task in asyncio.all_tasks():
+                task.print_stack(file=sys.stderr)
+            raise
         import redis
 
         client = redis.Redis.from_url(REDIS_URL)

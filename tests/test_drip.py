@@ -34,20 +34,27 @@ WRITES = 1500  # 10-byte writes, one every PAUSE seconds or so
 PAUSE = 0.0005
 
 
+Read = tuple[int, bool, int, bool]
+
+
 class Counted(edge_ws.WebSocket):
-    """The edge's websocket, noting each read it gets, whether it then held the socket
-    off (the fallback) and the SO_RCVLOWAT it then left set."""
+    """The edge's websocket, noting each read it gets: its size, whether it then held
+    the socket off, the SO_RCVLOWAT it then left set, and whether the frame in progress
+    was then known to drip (tiny segments, by the kernel's counts)."""
 
     __slots__ = ()
-    reads: list[tuple[int, bool, int]] = []
-    by_socket: dict[int, list[tuple[int, bool, int]]] = {}
+    reads: list[Read] = []
+    by_socket: dict[int, list[Read]] = {}
+    sockets: dict[int, edge_ws.WebSocket] = {}
 
     def data_received(self, data: bytes) -> None:
         held = self._drip_timer is not None
         super().data_received(data)
-        read = (len(data), not held and self._drip_timer is not None, self._lowat)
+        read = (len(data), not held and self._drip_timer is not None, self._lowat,
+                self._drip_mark is edge_ws.DRIPPING)
         Counted.reads.append(read)
         Counted.by_socket.setdefault(id(self), []).append(read)
+        Counted.sockets[id(self)] = self
 
 
 @pytest.fixture
@@ -55,6 +62,7 @@ async def echo_edge(monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[tuple[Edge
     """An echo edge whose websockets note their reads, and its port."""
     Counted.reads = []
     Counted.by_socket = {}
+    Counted.sockets = {}
     monkeypatch.setattr(edge_http, "WebSocket", Counted)
     server = echoserver.echo_edge()
     sock = socket.create_server(("127.0.0.1", 0))
@@ -102,7 +110,10 @@ def recv_frame(sock: socket.socket, size: int) -> bytes:
     return data[4:]
 
 
-def drip(port: int, payload: bytes, out: dict[str, Any]) -> None:
+def drip(port: int, payload: bytes, out: dict[str, Any],
+         done: threading.Event | None = None) -> None:
+    """Send ``payload`` as one frame in 10-byte writes and read its echo; with ``done``,
+    keep the socket open until it is set."""
     sock = handshake(port)
     frame = client_frame(wf.OP_BINARY, payload)
     for i in range(0, len(frame), 10):
@@ -111,6 +122,8 @@ def drip(port: int, payload: bytes, out: dict[str, Any]) -> None:
     out["last_byte"] = time.monotonic()
     out["echo"] = recv_frame(sock, len(payload))
     out["echoed"] = time.monotonic()
+    if done is not None:
+        done.wait(30)
     sock.close()
 
 
@@ -155,16 +168,16 @@ async def test_a_trickled_frame_is_read_in_few_reads_and_arrives_whole(
         # Woken only when the rest of the frame is there, or when the kernel's receive
         # buffer fills with the tiny segments first: a few reads, not 1,500.
         assert reads <= WRITES // 50, reads
-        assert any(level > trickle.EVERY_BYTE for _, _, level in dripped)
+        assert any(level > trickle.EVERY_BYTE for _, _, level, _ in dripped)
         assert dripped[-1][2] == trickle.EVERY_BYTE  # reset once the frame is whole
     else:
         # Read write by write, this would be about 1,500 reads; at most one small read
         # and one larger one per DRIP_PAUSE it is about 2 * 1.5 s / 0.05 s = 60.
         assert reads <= WRITES // 5, reads
-        assert 1 <= sum(held for _, held, _ in dripped) <= reads
+        assert 1 <= sum(held for _, held, _, _ in dripped) <= reads
     # the message is not held back for long after its last byte (a busy machine allowed)
     waited = out["echoed"] - out["last_byte"]
-    assert waited < edge_ws.DRIP_PAUSE + 2.0, waited
+    assert waited < max(edge_ws.DRIP_PAUSE, trickle.DRIP_HOLD) + 2.0, waited
     # the honest client's round trips went on during the drip, none held back
     assert len(other["round_trips"]) >= 10, other
     assert max(other["round_trips"]) < 2.0, other
@@ -181,8 +194,129 @@ async def test_a_whole_frame_in_one_write_is_not_held(echo_port: int) -> None:
         return time.monotonic() - started
 
     await asyncio.to_thread(one_write)
-    assert Counted.reads and not any(held for _, held, _ in Counted.reads)
-    assert all(level == trickle.EVERY_BYTE for _, _, level in Counted.reads)
+    assert Counted.reads and not any(held for _, held, _, _ in Counted.reads)
+    assert all(level == trickle.EVERY_BYTE for _, _, level, _ in Counted.reads)
+
+
+async def test_a_header_written_apart_from_its_payload_is_not_held(
+        echo_port: int, request: pytest.FixtureRequest) -> None:
+    """Clients that write a frame's header and its payload in two system calls send the
+    header in a segment of its own: a small read that leaves the frame unfinished, but
+    not a drip, so the payload is read as soon as it is there."""
+    def two_writes() -> None:
+        sock = handshake(echo_port)
+        for _ in range(3):
+            payload = os.urandom(20000)
+            frame = client_frame(wf.OP_BINARY, payload)
+            sock.sendall(frame[:8])  # 16-bit length header and masking key
+            time.sleep(0.05)
+            sock.sendall(frame[8:])
+            assert recv_frame(sock, len(payload)) == payload
+        sock.close()
+
+    await asyncio.to_thread(two_writes)
+    assert any(size == 8 for size, _, _, _ in Counted.reads)  # the header read alone
+    assert not any(dripping for _, _, _, dripping in Counted.reads)
+    if request.node.callspec.params["echo_port"] == "hold":
+        # SO_RCVLOWAT unavailable (TLS): the fallback holds after a small read
+        return
+    assert not any(held for _, held, _, _ in Counted.reads)
+
+
+def buffer_is_fixed(ws: edge_ws.WebSocket) -> bool:
+    """Whether ``ws``'s receive buffer is fixed (SO_RCVBUF set): Linux then caps
+    SO_RCVLOWAT at half the buffer, where it otherwise grows the buffer to fit it."""
+    sock = ws._lowsock or ws.transport.get_extra_info("socket")
+    assert sock is not None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, 4 * trickle.DRIP_RCVBUF)
+    try:
+        level = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT)
+        size = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+    finally:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, trickle.EVERY_BYTE)
+    if level < 4 * trickle.DRIP_RCVBUF:
+        assert (level, size) == (trickle.DRIP_RCVBUF, 2 * trickle.DRIP_RCVBUF)
+        return True
+    return False
+
+
+async def test_a_dripped_frame_is_held_with_a_fixed_buffer(
+        echo_edge: tuple[Edge, int]) -> None:
+    """A frame in tiny segments is told from a slow link by the kernel's counts: the
+    socket's receive buffer is fixed and the socket is read once per DRIP_HOLD, so the
+    kernel collapses the queued segments; an honest client beside it is neither."""
+    server, port = echo_edge
+    payload = os.urandom(3000 * 10 - 8)
+    out: dict[str, Any] = {}
+    other: dict[str, Any] = {}
+    stop, done = threading.Event(), threading.Event()
+    dripper = threading.Thread(target=drip, args=(port, payload, out, done))
+    meanwhile = threading.Thread(target=honest, args=(port, stop, other))
+    meanwhile.start()
+    dripper.start()
+
+    def echoed() -> None:
+        assert "echo" in out or not dripper.is_alive()
+
+    try:
+        await eventually(echoed, timeout=60)
+        assert out.get("echo") == payload
+        dripped_id = max(Counted.by_socket,
+                         key=lambda k: sum(r[0] for r in Counted.by_socket[k]))
+        reads = Counted.by_socket[dripped_id]
+        assert any(dripping for _, _, _, dripping in reads), reads
+        assert any(held for _, held, _, _ in reads), reads
+        # held reads: about one per DRIP_HOLD of the drip (3,000 writes: 1.5 s or more),
+        # not one per segment
+        assert len(reads) <= 3000 // 50, len(reads)
+        ws = Counted.sockets[dripped_id]
+        assert ws._drip_mark is None  # the frame is whole: the next one starts afresh
+        assert buffer_is_fixed(ws)
+        for key, others in Counted.by_socket.items():
+            if key != dripped_id:
+                assert not any(held or dripping for _, held, _, dripping in others)
+                assert not buffer_is_fixed(Counted.sockets[key])
+    finally:
+        stop.set()
+        done.set()
+        await asyncio.to_thread(dripper.join, 5)
+        await asyncio.to_thread(meanwhile.join, 5)
+    assert len(other["round_trips"]) >= 10, other
+    assert max(other["round_trips"]) < 2.0, other
+
+
+async def test_the_kernel_counts_what_a_socket_received() -> None:
+    """edge.trickle.received reads Linux's TCP_INFO at the offsets it assumes: the
+    payload bytes, and one data segment per write that waits for the reader."""
+    with socket.create_server(("127.0.0.1", 0)) as srv:
+        client = socket.create_connection(srv.getsockname())
+        conn, _ = srv.accept()
+        with client, conn:
+            client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            start = trickle.received(conn)
+            assert start == (0, 0)
+            for _ in range(100):
+                client.sendall(b"0123456789")
+                await asyncio.sleep(0.001)
+            client.sendall(b"x" * 5000)
+
+            def arrived() -> None:
+                now = trickle.received(conn)
+                assert now is not None and now[0] == 6000, now
+
+            await eventually(arrived)
+            now = trickle.received(conn)
+            assert now is not None
+            assert 2 <= now[1] <= 101, now  # writes may merge, never split into more
+            assert conn.recv(10000, socket.MSG_PEEK)  # the bytes are the socket's
+
+
+def test_a_drip_is_many_tiny_segments() -> None:
+    assert trickle.dripped((0, 0), (640, 64))  # 10 bytes each
+    assert not trickle.dripped((0, 0), (640, 63))  # too few to tell
+    assert not trickle.dripped((0, 0), (64 * trickle.DRIP_SEGMENT, 64))  # not tiny
+    assert not trickle.dripped((100, 5), (100 + 8 + 20000, 20))  # a header, then MSS
+    assert trickle.dripped((10, 2**32 - 10), (10 + 700, 60))  # the u32 wraps
 
 
 def test_the_wake_threshold_is_what_the_frame_lacks_within_the_cap() -> None:

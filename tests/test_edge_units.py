@@ -16,7 +16,7 @@ from edge.routes import Routes
 from peerhub.env import ImproperEnvironment
 from peerhub.proxy import LOOPBACK, BadProxyHeader, parse_trusted
 from peerhub.serve import daphne_argv, tls_context
-from signalling.looptasks import runs_on_a_running_loop
+from signalling.looptasks import Running, runs_on_a_running_loop
 
 
 async def app_a(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -186,6 +186,49 @@ async def test_a_background_task_counts_as_started_only_pending_on_a_running_loo
     assert not runs_on_a_running_loop(pending)  # done
 
 
+async def test_the_running_gate_holds_until_a_watched_task_ends_or_is_forgotten() -> None:
+    loop = asyncio.get_running_loop()
+    gate = Running()
+    assert not gate.holds()
+    gate.watch([])
+    assert not gate.holds()  # nothing to watch
+    first, second = loop.create_task(asyncio.sleep(60)), loop.create_task(asyncio.sleep(60))
+    try:
+        gate.watch([first, second])
+        assert gate.holds()
+        gate.forget()
+        assert not gate.holds()
+        gate.watch([first, second])
+        second.cancel()
+        await asyncio.gather(second, return_exceptions=True)
+        assert not gate.holds()  # one of them ended
+        gate.watch([first, second])
+        assert not gate.holds()  # not all pending
+        gate.watch([first, None])
+        assert not gate.holds()
+    finally:
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+
+
+def test_the_running_gate_does_not_hold_once_its_loop_stopped() -> None:
+    loop = asyncio.new_event_loop()
+    gate = Running()
+    try:
+        async def arm() -> asyncio.Task[None]:
+            task = loop.create_task(asyncio.sleep(60))
+            gate.watch([task])
+            assert gate.holds()
+            return task
+
+        left = loop.run_until_complete(arm())
+        assert not left.done() and not gate.holds()  # pending, but its loop is not running
+        left.cancel()
+        loop.run_until_complete(asyncio.gather(left, return_exceptions=True))
+    finally:
+        loop.close()
+
+
 def test_a_task_left_on_a_stopped_loop_is_started_again() -> None:
     loop = asyncio.new_event_loop()
     try:
@@ -205,7 +248,14 @@ def test_the_headers_are_noted_once_with_repeated_websocket_keys_counted() -> No
     assert req.noted[b"sec-websocket-key"] == b"dGhlIHNhbXBsZSBub25jZQ=="  # the first
     assert req.noted[b"upgrade"] == b"websocket"
     assert req.ws_keys == 2
-    assert b"host" not in req.noted  # only the headers the checks read
+    one = upgrade()
+    assert one.noted[b"upgrade"] == b"websocket" and one.ws_keys == 1
+    other = upgrade()  # another header repeated, one key
+    other.headers.append((b"upgrade", b"h2c"))
+    assert other.noted[b"upgrade"] == b"websocket" and other.ws_keys == 1
+    none = upgrade()
+    none.headers = [h for h in none.headers if h[0] != b"sec-websocket-key"]
+    assert none.noted.get(b"sec-websocket-key") is None and none.ws_keys == 0
 
 
 def test_the_address_guard_counts_sockets_and_gives_places_back() -> None:

@@ -373,6 +373,37 @@ async def test_a_node_of_its_own_starts_and_stops_every_part(settings: Any) -> N
     await until(lambda: all(t.done() for t in tasks))
 
 
+async def test_a_node_starts_again_a_part_whose_task_ended(settings: Any) -> None:
+    """The per-connection start check is one gate while every part runs; a part whose
+    task ended (failed, cancelled) is started again by the next connection's check."""
+    from signalling.node import Node
+
+    node = Node("test-node", "", "unused", drain_window=0)
+    await node.start()
+    try:
+        lag = node.metrics.lag_task
+        watcher = node.key_watcher.task
+        assert lag is not None and watcher is not None
+        node.ensure_started()  # the gate holds: nothing new
+        node.ensure_key_watcher()
+        assert node.metrics.lag_task is lag and node.key_watcher.task is watcher
+        lag.cancel()
+        watcher.cancel()
+        await until(lambda: lag.done() and watcher.done())
+        node.ensure_started()
+        node.ensure_key_watcher()
+        restarted = node.metrics.lag_task
+        assert restarted is not None and restarted is not lag and not restarted.done()
+        assert node.key_watcher.task is not watcher and not node.key_watcher.task.done()
+        expiry = node.hub.tasks[0]
+        expiry.cancel()
+        await until(expiry.done)
+        node.ensure_started()
+        assert node.hub.tasks[0] is not expiry and not node.hub.tasks[0].done()
+    finally:
+        await node.stop()
+
+
 # The recorder's real stop may write (run after the file's other tests it has something
 # to write, and failed with 'Database access not allowed'): it needs the database.
 @pytest.mark.django_db(transaction=True)
