@@ -12,13 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from itertools import compress
+from operator import methodcaller
 from typing import Generic, TypeVar
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+_done = methodcaller("done")
+#: Futures of ``loop.create_future()`` (asyncio's and uvloop's loops) are asyncio.Future.
+_set_result = asyncio.Future.set_result
 
 
 class BatchMismatch(RuntimeError):
@@ -35,48 +42,71 @@ class Batcher(Generic[T, R]):
         self._orphan = orphan
         self._max = max_batch
         self._name = name
-        self._pending: list[tuple[T, asyncio.Future[R]]] = []
+        # Items and their callers' futures, side by side: the common batch (no caller
+        # gone) is handed over and answered by loops that run in C (map), not bytecodes.
+        self._items: list[T] = []
+        self._futures: list[asyncio.Future[R]] = []
         self._task: asyncio.Task[None] | None = None
 
     async def submit(self, item: T) -> R:
         """Queue ``item`` for the next batch and wait for its result."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[R] = loop.create_future()
-        self._pending.append((item, future))
+        self._items.append(item)
+        self._futures.append(future)
         task = self._task
         if task is None or task.done() or task.get_loop() is not loop:
             self._task = loop.create_task(self._drain(), name=f"peerhub-{self._name}")
         return await future
 
+    def _take(self) -> tuple[list[T], list[asyncio.Future[R]]]:
+        """The next batch: at most ``max_batch`` items whose callers still wait."""
+        items, futures = self._items, self._futures
+        if len(items) > self._max:
+            self._items, self._futures = items[self._max:], futures[self._max:]
+            items, futures = items[:self._max], futures[:self._max]
+        else:
+            self._items, self._futures = [], []
+        if any(map(_done, futures)):  # callers gone before the call: left out
+            waiting = [not f.done() for f in futures]
+            items, futures = list(compress(items, waiting)), list(compress(futures, waiting))
+        return items, futures
+
     async def _drain(self) -> None:
         await asyncio.sleep(0)  # let the rest of this loop iteration's callers join
-        while self._pending:
-            batch, self._pending = self._pending[:self._max], self._pending[self._max:]
-            live = [(item, fut) for item, fut in batch if not fut.done()]
-            if not live:
+        while self._items:
+            items, futures = self._take()
+            if not items:
                 continue
             try:
-                results = await self._run([item for item, _ in live])
-                if len(results) != len(live):
+                results = await self._run(items)
+                if len(results) != len(items):
                     raise BatchMismatch(f"{self._name}: {len(results)} results for "
-                                        f"{len(live)} items")
+                                        f"{len(items)} items")
             except asyncio.CancelledError:
-                for _, fut in live:
+                for fut in futures:
                     if not fut.done():
                         fut.cancel()
                 raise
             except Exception as exc:  # noqa: BLE001 - handed to every caller of this batch
-                for _, fut in live:
+                for fut in futures:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
-            for (item, fut), result in zip(live, results, strict=True):
-                if not fut.done():
-                    fut.set_result(result)
-                elif self._orphan is not None:
-                    self._orphan(item, result)
+            if any(map(_done, futures)):  # callers gone during the call
+                self._answer_some(items, futures, results)
+            else:
+                deque(map(_set_result, futures, results), maxlen=0)
+
+    def _answer_some(self, items: list[T], futures: list[asyncio.Future[R]],
+                     results: Sequence[R]) -> None:
+        for item, fut, result in zip(items, futures, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
+            elif self._orphan is not None:
+                self._orphan(item, result)
 
     @property
     def waiting(self) -> int:
         """Items not yet handed to ``run``."""
-        return len(self._pending)
+        return len(self._items)

@@ -7,27 +7,38 @@ be split back without ambiguity.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import lru_cache
+
+#: How many lease and id-set names each :class:`Names` keeps made: every id is named at
+#: its claim, its release and each renewal, and its key's set each time too.
+_CACHED = 8192
+
 
 class Names:
     """Redis names under one prefix (several clusters may share a Redis)."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
+        #: :meth:`lease_name`, remembered: a release finds the name its claim made.
+        self.peer: Callable[[str, str], str] = lru_cache(_CACHED)(self.lease_name)
+        #: :meth:`ids_name`, remembered (one per API key in use).
+        self.ids: Callable[[str], str] = lru_cache(_CACHED)(self.ids_name)
 
-    def peer(self, key: str, peer_id: str) -> str:
+    def lease_name(self, key: str, peer_id: str) -> str:
         """String ``node|token`` of the holder of ``peer_id`` under ``key`` (a lease)."""
         return f"{self.prefix}:peer:{len(key)}:{key}:{peer_id}"
 
-    def ids(self, key: str) -> str:
+    def ids_name(self, key: str) -> str:
         """Sorted set of ``key``'s registered ids, scored by lease expiry (ms)."""
         return f"{self.prefix}:ids:{len(key)}:{key}"
 
     def ids_pattern(self) -> str:
-        """SCAN pattern matching every :meth:`ids` set."""
+        """SCAN pattern matching every :meth:`ids_name` set."""
         return f"{self.prefix}:ids:*"
 
     def key_of_ids(self, name: str) -> str:
-        """The API key an :meth:`ids` name belongs to."""
+        """The API key an :meth:`ids_name` name belongs to."""
         rest = name[len(self.prefix) + len(":ids:"):]
         length, _, tail = rest.partition(":")
         return tail[: int(length)]

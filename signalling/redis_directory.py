@@ -2,38 +2,25 @@
 
 Each id is a lease ``{prefix}:peer:…`` = ``node|token`` plus a member of its key's
 sorted set scored by lease expiry; each node renews its leases every third of
-``ALIVE_TIMEOUT``, so a killed node's ids free themselves. Concurrent claims and
-releases are coalesced (:class:`~signalling.batcher.Batcher`): a crowd of a thousand
-registrations costs a handful of script calls. The claim script takes an id exactly
-when :func:`~signalling.decisions.decide_claim` admits it (the atomic mirror of that
-rule) and returns what it saw, so the hub decides from the same :class:`Seen`.
+``ALIVE_TIMEOUT``, so a killed node's ids free themselves. Claims and releases go to
+Redis with the rest of their loop turn's admission work in one script call
+(:class:`~signalling.redis_admission.Admission`): a crowd of a thousand registrations
+costs a handful of script calls. A claim takes an id exactly when
+:func:`~signalling.decisions.decide_claim` admits it (the atomic mirror of that rule)
+and returns what it saw, so the hub decides from the same :class:`Seen`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from signalling.batcher import Batcher
-from signalling.errors import ClusterUnavailable
-from signalling.hub import ADMITTED, Endpoint, Seen
+from signalling.hub import Endpoint, Seen
 from signalling.names import Names
 from signalling.redis_link import RedisLink, reached, split_holder
 
-logger = logging.getLogger(__name__)
-
-_CLAIM_BATCH = 500
 _REFRESH_BATCH = 500
-
-
-@dataclass(slots=True)
-class _ClaimRequest:
-    ep: Endpoint
-    key_limit: int  # -1: this node is full
 
 
 class RedisDirectory:
@@ -46,52 +33,17 @@ class RedisDirectory:
         self._names = link.names
         self._lease_ms = max(int(lease * 1000), 1000)
         self.renew_every: float | None = self._lease_ms / 3000
-        self._claims: Batcher[_ClaimRequest, Seen] = Batcher(
-            self._claim_batch, _CLAIM_BATCH, "claims", orphan=self._orphan_claim)
-        self._releases: Batcher[tuple[str, str, str], int] = Batcher(
-            self._release_batch, _CLAIM_BATCH, "releases")
+        self._admission = link.admission
 
     async def claim(self, ep: Endpoint, key_limit: int, node_full: bool) -> Seen:
-        """Claim ``ep``'s id cluster-wide (batched with concurrent claims)."""
-        try:
-            return await self._claims.submit(_ClaimRequest(ep, -1 if node_full else key_limit))
-        except redis.RedisError as exc:
-            raise ClusterUnavailable(str(exc)) from exc
-
-    async def _claim_batch(self, batch: list[_ClaimRequest]) -> list[Seen]:
-        names = self._names
-        keys: list[str] = []
-        args: list[str] = [self.link.node_id, str(self._lease_ms)]
-        for r in batch:
-            keys += [names.peer(r.ep.key, r.ep.peer_id), names.ids(r.ep.key)]
-            args += [r.ep.token, str(r.key_limit), r.ep.peer_id]
-        flat = await self.link.run_script("CLAIM_MANY", keys, args)
-        return [Seen(bool(held), str(token), bool(full), str(node))
-                for held, token, full, node in zip(flat[::4], flat[1::4], flat[2::4],
-                                                   flat[3::4], strict=True)]
-
-    def _orphan_claim(self, request: _ClaimRequest, seen: Seen) -> None:
-        """A claim whose caller went away (its socket closed meanwhile): give it back."""
-        if seen.claim(request.ep.token) in ADMITTED:
-            asyncio.get_running_loop().create_task(self.release(request.ep))
+        """Claim ``ep``'s id cluster-wide (in this loop turn's admission call)."""
+        return await self._admission.claim(ep, -1 if node_full else key_limit,
+                                           self._lease_ms)
 
     async def release(self, ep: Endpoint) -> None:
-        """Free ``ep``'s id if the lease is still this node's for its token."""
-        try:
-            await self._releases.submit(
-                (ep.key, ep.peer_id, self.link.holder_value(ep.token)))
-        except redis.RedisError as exc:
-            logger.warning("could not release an id in redis (%s); its lease will expire",
-                           exc)
-
-    async def _release_batch(self, batch: list[tuple[str, str, str]]) -> list[int]:
-        keys: list[str] = []
-        args: list[str] = []
-        for key, peer_id, value in batch:
-            keys += [self._names.peer(key, peer_id), self._names.ids(key)]
-            args += [value, peer_id]
-        await self.link.run_script("RELEASE_MANY", keys, args)
-        return [1] * len(batch)
+        """Free ``ep``'s id if the lease is still this node's for its token (a failure is
+        logged; the lease then expires)."""
+        await self._admission.release(ep.key, ep.peer_id, ep.token)
 
     async def holder(self, key: str, peer_id: str) -> str | None:
         """The holder's token, from the lease."""

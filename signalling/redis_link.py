@@ -6,13 +6,15 @@ offline store and the node bus (``signalling.redis_directory``, ``redis_queue``,
 ``cluster``) each take it. Redis failures leave the parts as
 :class:`~signalling.errors.ClusterUnavailable`.
 
-The batched scripts of admission (claims, releases, drains, lease renewals, the sweep)
+The batched scripts (admission's claims, releases and drains, lease renewals, the sweep)
 go through :meth:`RedisLink.run_script`: the same pool, connections and reply parser as
 every other call, but the command is packed by :func:`pack_command` (a few bytecodes per
 argument where redis-py's encoder and packer spend about a hundred) and sent on a pooled
 connection directly, without ``execute_command``'s wrapping; the retry of a stale
-connection and the reload of a script Redis lost are kept (docs/decisions.md, "The
-cluster's connect path").
+connection and the reload of a script Redis lost are kept. Admission's one call per loop
+turn (:mod:`signalling.redis_admission`) goes on a connection of its own, made like the
+pool's, since its batch task makes one call at a time (docs/decisions.md, "The cluster's
+connect path").
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from signalling import redis_scripts as lua
 from signalling.errors import ClusterUnavailable
 from signalling.names import Names
+from signalling.redis_admission import Admission
 
 T = TypeVar("T")
 
@@ -44,8 +47,7 @@ _POOL_WAIT = 5.0
 #: redis-py, every connection object reads redis's package metadata again (1.7 ms each
 #: on the 2-core machine against 12 us; pool growth and reconnects pay it).
 DRIVER_INFO = DriverInfo(lib_version=redis.__version__)
-_SCRIPTS = ("CLAIM_MANY", "RELEASE_MANY", "REFRESH", "ENQUEUE", "DRAIN_MANY", "SWEEP",
-            "HANDOVER")
+_SCRIPTS = ("ADMIT", "REFRESH", "ENQUEUE", "SWEEP", "HANDOVER")
 
 
 def redis_client(url: str, pool_size: int = _POOL_SIZE) -> aioredis.Redis:
@@ -87,46 +89,73 @@ class RedisLink:
         self.redis = redis_client(url)
         self.scripts: dict[str, Any] = {name: self.redis.register_script(getattr(lua, name))
                                         for name in _SCRIPTS}
+        self._own: list[aioredis.Connection] = []
         self._closed = False
+        #: This node's claims, releases and drains, one script call per loop turn.
+        self.admission = Admission(self)
 
     def holder_value(self, token: str) -> str:
         """The value of a lease this node holds for ``token``: ``node|token``."""
         return f"{self.node_id}|{token}"
 
-    async def run_script(self, name: str, keys: list[str], args: list[str]) -> Any:
+    def own_connection(self) -> aioredis.Connection:
+        """A connection made as the pool makes them (same address, timeouts, health
+        checks) but kept out of it, for a caller that makes one call at a time on it
+        (admission's batch task): no checkout, lock or release per call. Closed with the
+        link."""
+        conn: aioredis.Connection = self.redis.connection_pool.make_connection()
+        self._own.append(conn)
+        return conn
+
+    async def run_script(self, name: str, keys: list[str], args: list[str],
+                         on: aioredis.Connection | None = None) -> Any:
         """``EVALSHA`` of script ``name`` (of ``_SCRIPTS``) with ``keys`` and ``args``
-        (strings), on a connection of the pool; the reply as redis-py parses it. A
-        connection that fails (stale after a Redis restart) is reconnected and the call
-        sent once more, as the client's retry does; a script Redis no longer has
-        (``NOSCRIPT``, after a restart or ``SCRIPT FLUSH``) is loaded and called again.
-        Failures are :class:`~redis.exceptions.RedisError`, as with any other call."""
+        (strings), on a connection of the pool (or ``on``, an :meth:`own_connection`); the
+        reply as redis-py parses it. A connection that fails (stale after a Redis
+        restart) is reconnected and the call sent once more, as the client's retry does;
+        a script Redis no longer has (``NOSCRIPT``, after a restart or ``SCRIPT FLUSH``)
+        is loaded and called again. Failures are :class:`~redis.exceptions.RedisError`,
+        as with any other call."""
         script = self.scripts[name]
         packed = pack_command(["EVALSHA", script.sha, str(len(keys)), *keys, *args])
         try:
-            return await self._send(packed)
+            return await self._send(packed, on)
         except NoScriptError:
             await self.redis.script_load(script.script)
-            return await self._send(packed)
+            return await self._send(packed, on)
 
-    async def _send(self, packed: bytes) -> Any:
+    async def _send(self, packed: bytes, on: aioredis.Connection | None) -> Any:
+        if on is not None:
+            # Cancelled or failed between a command and its reply, redis-py's
+            # read_response drops the connection (what is left unread cannot answer the
+            # next call; the next call connects again), as the pool's checkout would.
+            return await _call(on, packed)
         pool = self.redis.connection_pool
         conn = await pool.get_connection()
         try:
-            try:
-                await conn.send_packed_command(packed)
-                return await conn.read_response()
-            except (RedisConnectionError, RedisTimeoutError):
-                await conn.disconnect()
-                await conn.send_packed_command(packed)  # connects again
-                return await conn.read_response()
+            return await _call(conn, packed)
         finally:
             await pool.release(conn)
 
     async def aclose(self) -> None:
-        """Close the pooled connections (idempotent: every part calls it)."""
+        """Close the pooled connections and own ones (idempotent: every part calls it)."""
         if not self._closed:
             self._closed = True
+            for conn in self._own:
+                await conn.disconnect()
             await self.redis.aclose()
+
+
+async def _call(conn: aioredis.Connection, packed: bytes) -> Any:
+    """Send ``packed`` on ``conn`` and read the reply; once more on a fresh connection if
+    ``conn`` was stale (a Redis restart)."""
+    try:
+        await conn.send_packed_command(packed)
+        return await conn.read_response()
+    except (RedisConnectionError, RedisTimeoutError):
+        await conn.disconnect()
+        await conn.send_packed_command(packed)  # connects again
+        return await conn.read_response()
 
 
 def split_holder(value: object) -> tuple[str, str]:

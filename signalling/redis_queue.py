@@ -2,8 +2,9 @@
 
 One list per destination of JSON ``[src, frame]`` items (no id or payload can forge
 another), a clock of queues by their first message's time that every node sweeps (each
-queue is swept exactly once), and a sliding per-sender counter. Concurrent takes share
-one script call; puts of one flush go out as one pipeline.
+queue is swept exactly once), and a sliding per-sender counter. Takes share their loop
+turn's admission script call (:mod:`signalling.redis_admission`); puts of one flush go
+out as one pipeline.
 """
 
 from __future__ import annotations
@@ -12,10 +13,7 @@ import logging
 import time
 
 import orjson
-from redis.exceptions import RedisError
 
-from signalling.batcher import Batcher
-from signalling.errors import ClusterUnavailable
 from signalling.hub import Enqueued, Parcel
 from signalling.offline import Expired
 from signalling.redis_link import RedisLink, reached
@@ -23,7 +21,6 @@ from signalling.redis_link import RedisLink, reached
 logger = logging.getLogger(__name__)
 
 _SWEEP_BATCH = 500
-_DRAIN_BATCH = 500
 #: The ENQUEUE script's answers.
 _OUTCOMES = {1: Enqueued.QUEUED, 0: Enqueued.FULL, -1: Enqueued.SENDER_FULL,
              2: Enqueued.ONLINE}
@@ -51,8 +48,7 @@ class RedisQueue:
         self._sender_limit = sender_limit
         self._expire_ms = int(expire_timeout * 1000)
         self._cleanup_interval = cleanup_interval
-        self._drains: Batcher[tuple[str, str], list[str]] = Batcher(
-            self._drain_batch, _DRAIN_BATCH, "drains")
+        self._admission = link.admission
         # (key, dst, local sender) -> when queued in Redis; if Redis loses its data
         # (a restart) these senders are told with EXPIRE instead of waiting in vain.
         self._queued_by_us: dict[tuple[str, str, str], float] = {}
@@ -77,16 +73,8 @@ class RedisQueue:
         return outcomes
 
     async def take(self, key: str, dst: str) -> list[str]:
-        """Remove and return what waits for ``dst`` (batched with concurrent takes)."""
-        try:
-            items = await self._drains.submit((key, dst))
-        except RedisError as exc:
-            raise ClusterUnavailable(str(exc)) from exc
-        return [parse_queue_item(item)[1] for item in items]
-
-    async def _drain_batch(self, batch: list[tuple[str, str]]) -> list[list[str]]:
-        keys = [self._names.queue_clock()] + [self._names.queue(k, d) for k, d in batch]
-        return [list(items) for items in await self.link.run_script("DRAIN_MANY", keys, [])]
+        """Remove and return what waits for ``dst`` (in this loop turn's admission call)."""
+        return [parse_queue_item(item)[1] for item in await self._admission.drain(key, dst)]
 
     async def expire(self, now: float) -> list[Expired]:
         """Take due queues (by Redis's clock; ``now`` is not used)."""

@@ -5,74 +5,71 @@ Times come from Redis's own clock (``TIME``) so nodes need not agree on theirs.
 
 NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] / 1000)\n"
 
-# KEYS: peer1, ids1, peer2, ids2, ...  ARGV: node, ttl_ms, then per claim: token,
-# key_limit (-1: the claiming node is full), peer_id.  Claims in order (so a key's limit
-# counts earlier claims of the same batch). Takes an id exactly when
-# signalling.decisions.decide_claim admits (free and not at the limit, or held by the
-# same token: a takeover) and returns, per claim, what it saw for that decision:
-# {held 1|0, holder token, at_limit 1|0, holder node, ...}.
-CLAIM_MANY = NOW + """
+# One loop turn of admission (signalling.redis_admission): claims, releases and drains
+# in the order they were submitted, each as if it were a call of its own.
+# KEYS: qclock, then per operation: a claim or a release: peer, ids; a drain: queue.
+# ARGV: node, then per operation: 'c', token, key_limit (-1: the claiming node is full),
+# peer_id, ttl_ms | 'r', node|token, peer_id | 'd'.
+# A claim takes an id exactly when signalling.decisions.decide_claim admits (free and not
+# at the limit, or held by the same token: a takeover; a key's limit counts the claims
+# and releases before it) and answers what it saw for that decision: {held 1|0, holder
+# token, at_limit 1|0, holder node}. A release frees the id if its lease is still
+# node|token and answers 1 if it was. A drain removes and answers the queue's items.
+ADMIT = NOW + """
 local node = ARGV[1]
-local ttl = tonumber(ARGV[2])
 local out = {}
 local swept = {}
-for i = 1, #KEYS, 2 do
-  local a = 3 + (i - 1) / 2 * 3
-  local token, limit, id = ARGV[a], tonumber(ARGV[a + 1]), ARGV[a + 2]
-  local cur = redis.call('GET', KEYS[i])
-  if cur then
-    local sep = string.find(cur, '|', 1, true)
-    local held = string.sub(cur, sep + 1)
-    if held == token then
-      redis.call('SET', KEYS[i], node .. '|' .. token, 'PX', ttl)
-      redis.call('ZADD', KEYS[i + 1], now + ttl, id)
-    end
-    table.insert(out, 1); table.insert(out, held)
-    table.insert(out, 0); table.insert(out, string.sub(cur, 1, sep - 1))
-  else
-    if not swept[KEYS[i + 1]] then
-      redis.call('ZREMRANGEBYSCORE', KEYS[i + 1], '-inf', now)
-      swept[KEYS[i + 1]] = true
-    end
-    local full = 0
-    if limit < 0 or (limit > 0 and redis.call('ZCARD', KEYS[i + 1]) >= limit) then
-      full = 1
+local k, a = 2, 2
+while a <= #ARGV do
+  local op = ARGV[a]
+  if op == 'c' then
+    local token, limit, id = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
+    local ttl = tonumber(ARGV[a + 4])
+    local peer, ids = KEYS[k], KEYS[k + 1]
+    local cur = redis.call('GET', peer)
+    if cur then
+      local sep = string.find(cur, '|', 1, true)
+      local held = string.sub(cur, sep + 1)
+      if held == token then
+        redis.call('SET', peer, node .. '|' .. token, 'PX', ttl)
+        redis.call('ZADD', ids, now + ttl, id)
+      end
+      out[#out + 1] = {1, held, 0, string.sub(cur, 1, sep - 1)}
     else
-      redis.call('SET', KEYS[i], node .. '|' .. token, 'PX', ttl)
-      redis.call('ZADD', KEYS[i + 1], now + ttl, id)
+      if not swept[ids] then
+        redis.call('ZREMRANGEBYSCORE', ids, '-inf', now)
+        swept[ids] = true
+      end
+      local full = 0
+      if limit < 0 or (limit > 0 and redis.call('ZCARD', ids) >= limit) then
+        full = 1
+      else
+        redis.call('SET', peer, node .. '|' .. token, 'PX', ttl)
+        redis.call('ZADD', ids, now + ttl, id)
+      end
+      out[#out + 1] = {0, '', full, ''}
     end
-    table.insert(out, 0); table.insert(out, '')
-    table.insert(out, full); table.insert(out, '')
+    k, a = k + 2, a + 5
+  elseif op == 'r' then
+    local freed = 0
+    if redis.call('GET', KEYS[k]) == ARGV[a + 1] then
+      redis.call('DEL', KEYS[k])
+      redis.call('ZREM', KEYS[k + 1], ARGV[a + 2])
+      freed = 1
+    end
+    out[#out + 1] = freed
+    k, a = k + 2, a + 3
+  elseif op == 'd' then
+    local items = redis.call('LRANGE', KEYS[k], 0, -1)
+    if #items > 0 then
+      redis.call('DEL', KEYS[k])
+      redis.call('ZREM', KEYS[1], KEYS[k])
+    end
+    out[#out + 1] = items
+    k, a = k + 1, a + 1
+  else
+    return redis.error_reply('ADMIT: unknown operation ' .. tostring(op))
   end
-end
-return out
-"""
-
-# KEYS: peer1, ids1, ...  ARGV: node|token1, id1, ...  Frees each id still ours; returns
-# how many were.
-RELEASE_MANY = """
-local freed = 0
-for i = 1, #KEYS, 2 do
-  if redis.call('GET', KEYS[i]) == ARGV[i] then
-    redis.call('DEL', KEYS[i])
-    redis.call('ZREM', KEYS[i + 1], ARGV[i + 1])
-    freed = freed + 1
-  end
-end
-return freed
-"""
-
-# KEYS: qclock, queue1, queue2, ...  Removes and returns every queue's items, as one
-# list per queue.
-DRAIN_MANY = """
-local out = {}
-for i = 2, #KEYS do
-  local items = redis.call('LRANGE', KEYS[i], 0, -1)
-  if #items > 0 then
-    redis.call('DEL', KEYS[i])
-    redis.call('ZREM', KEYS[1], KEYS[i])
-  end
-  table.insert(out, items)
 end
 return out
 """

@@ -79,6 +79,23 @@ async def test_a_cancelled_callers_result_goes_to_orphan() -> None:
     assert orphans == [(3, 3)]
 
 
+async def test_a_caller_gone_before_the_call_is_left_out_of_it() -> None:
+    calls: list[list[int]] = []
+
+    async def run(items: list[int]) -> list[int]:
+        calls.append(items)
+        return items
+
+    batcher: Batcher[int, int] = Batcher(run, max_batch=2)
+    gone = asyncio.ensure_future(batcher.submit(1))
+    kept = [asyncio.ensure_future(batcher.submit(i)) for i in (2, 3, 4)]
+    await asyncio.sleep(0)  # one loop turn (not a timed wait): the four are queued, and
+    assert batcher.waiting == 4  # the batch task, made in that turn, has not run yet
+    gone.cancel()
+    assert await asyncio.gather(*kept) == [2, 3, 4]
+    assert calls == [[2], [3, 4]]  # the first batch of two is its one caller left
+
+
 # --- two Redis hubs -------------------------------------------------------------------
 
 @pytest.fixture
@@ -187,22 +204,23 @@ async def test_a_script_call_survives_a_redis_restart_its_stale_connection_and_l
     link = RedisLink(private_redis.url, f"tlean-{uuid.uuid4().hex[:8]}", "n1")
     names = link.names
     try:
-        keys = [names.peer("k", "a\x00é"), names.ids("k")]
-        claim = ["n1-x", "5000", "tok|1", "0", "a\x00é"]
-        assert await link.run_script("CLAIM_MANY", keys, claim) == [0, "", 0, ""]
-        assert await link.run_script("CLAIM_MANY", keys, claim) == [1, "tok|1", 0, "n1-x"]
+        keys = [names.queue_clock(), names.peer("k", "a\x00é"), names.ids("k")]
+        claim = ["n1-x", "c", "tok|1", "0", "a\x00é", "5000"]
+        assert await link.run_script("ADMIT", keys, claim) == [[0, "", 0, ""]]
+        assert await link.run_script("ADMIT", keys, claim) == [[1, "tok|1", 0, "n1-x"]]
         private_redis.kill()
         private_redis.start()  # empty: the lease and the loaded scripts are gone, and the
         # pooled connection is stale
-        assert await link.run_script("CLAIM_MANY", keys, claim) == [0, "", 0, ""]
-        assert await link.redis.get(keys[0]) == "n1-x|tok|1"
+        assert await link.run_script("ADMIT", keys, claim) == [[0, "", 0, ""]]
+        assert await link.redis.get(keys[1]) == "n1-x|tok|1"
         private_redis.kill()
         with pytest.raises(redis.RedisError):
-            await link.run_script("CLAIM_MANY", keys, claim)
+            await link.run_script("ADMIT", keys, claim)
         private_redis.start()
-        assert await link.run_script("CLAIM_MANY", keys, claim) == [0, "", 0, ""]
-        assert await link.run_script("RELEASE_MANY", keys, ["n1-x|tok|1", "a\x00é"]) == 1
-        assert await link.redis.exists(keys[0]) == 0
+        assert await link.run_script("ADMIT", keys, claim) == [[0, "", 0, ""]]
+        assert await link.run_script("ADMIT", keys, ["n1-x", "r", "n1-x|tok|1", "a\x00é"]) \
+            == [1]
+        assert await link.redis.exists(keys[1]) == 0
     finally:
         await link.aclose()
 
@@ -221,6 +239,156 @@ async def test_claims_while_redis_is_down_are_cluster_unavailable(private_redis:
     finally:
         private_redis.start()
         await hub.stop()
+
+
+# --- one admission call per loop turn -------------------------------------------------
+
+def script_calls(url: str) -> int:
+    """EVALSHA calls a (private) redis-server has run so far (not counting those answered
+    NOSCRIPT, as the first call after a start is)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        stats = client.info("commandstats").get("cmdstat_evalsha", {})
+        return int(stats.get("calls", 0)) - int(stats.get("failed_calls", 0))
+    finally:
+        client.close()
+
+
+async def held_by_the_pause(link: Any) -> bool:
+    """True when a script call waits in Redis, held by ``CLIENT PAUSE``."""
+    return int((await link.redis.info("clients"))["blocked_clients"]) == 1
+
+
+@pytest.fixture
+async def admitting(private_redis: Any) -> AsyncIterator[Any]:
+    """A RedisLink on the test's own redis-server (so its script calls can be counted)."""
+    from signalling.redis_link import RedisLink
+
+    link = RedisLink(private_redis.url, f"tadmit-{uuid.uuid4().hex[:8]}", "n1")
+    try:
+        yield link
+    finally:
+        await link.aclose()
+
+
+async def test_one_turns_claims_releases_and_drains_are_one_script_call(
+        admitting: Any, private_redis: Any) -> None:
+    from signalling.redis_queue import queue_item
+
+    link, admission = admitting, admitting.admission
+    old, late = Recorder("k", "old", token="t-old"), Recorder("k", "late\x00é")
+    assert (await admission.claim(old, 0, 5000)).claim(old.token) is Claim.NEW
+    await link.redis.rpush(link.names.queue("k", late.peer_id), queue_item("a", "f1"),
+                           queue_item("b", "f2"))
+    await link.redis.zadd(link.names.queue_clock(), {link.names.queue("k", late.peer_id): 1})
+    before = script_calls(private_redis.url)
+    new = Recorder("k", "new", token="t-new")
+    seen, freed, items, none = await asyncio.gather(
+        admission.claim(new, 0, 5000), admission.release("k", "old", "t-old"),
+        admission.drain("k", late.peer_id), admission.drain("k", "nobody"))
+    assert script_calls(private_redis.url) - before == 1
+    assert seen.claim(new.token) is Claim.NEW
+    assert freed is True
+    assert items == [queue_item("a", "f1"), queue_item("b", "f2")]
+    assert none == []
+    assert await link.redis.get(link.names.peer("k", "new")) == link.holder_value("t-new")
+    assert await link.redis.exists(link.names.peer("k", "old"),
+                                   link.names.queue("k", late.peer_id)) == 0
+    assert await link.redis.zrange(link.names.queue_clock(), 0, -1) == []
+    assert await link.redis.zrange(link.names.ids("k"), 0, -1) == ["new"]
+
+
+async def test_a_turns_operations_run_in_the_order_they_were_submitted(
+        admitting: Any) -> None:
+    admission = admitting.admission
+    first, second = Recorder("k", "x", token="t1"), Recorder("k", "x", token="t2")
+    assert (await admission.claim(first, 0, 5000)).claim("t1") is Claim.NEW
+    # Released, then claimed with another token in the same call: the claim finds it free.
+    freed, seen = await asyncio.gather(admission.release("k", "x", "t1"),
+                                       admission.claim(second, 0, 5000))
+    assert freed is True
+    assert seen.claim("t2") is Claim.NEW
+    # Claimed by another token, then released by its holder: the claim found it taken.
+    seen, freed = await asyncio.gather(admission.claim(first, 0, 5000),
+                                       admission.release("k", "x", "t2"))
+    assert seen.claim("t1") is Claim.TAKEN
+    assert freed is True
+    # A key's limit counts the releases before a claim in the same call.
+    small = [Recorder("small", f"s{i}", token=f"t{i}") for i in range(3)]
+    assert (await admission.claim(small[0], 1, 5000)).claim("t0") is Claim.NEW
+    freed, taken, limited = await asyncio.gather(
+        admission.release("small", "s0", "t0"), admission.claim(small[1], 1, 5000),
+        admission.claim(small[2], 1, 5000))
+    assert (freed, taken.claim("t1"), limited.claim("t2")) == (True, Claim.NEW, Claim.LIMIT)
+    # A release with a token that no longer holds the id frees nothing.
+    assert await admission.release("small", "s1", "t0") is False
+
+
+async def test_a_claim_whose_caller_left_during_the_call_is_given_back(
+        admitting: Any, private_redis: Any) -> None:
+    admission = admitting.admission
+    await admitting.redis.execute_command("CLIENT", "PAUSE", "20000", "WRITE")  # scripts wait
+    try:
+        before = script_calls(private_redis.url)
+        left = asyncio.ensure_future(admission.claim(Recorder("k", "gone", token="t"), 0, 5000))
+        await until(lambda: held_by_the_pause(admitting))  # the claim is sent, unanswered
+        left.cancel()
+    finally:
+        await admitting.redis.execute_command("CLIENT", "UNPAUSE")
+    with pytest.raises(asyncio.CancelledError):
+        await left
+    # The claim ran (the id was taken), then the give-back freed it: two script calls.
+    await until(lambda: script_calls(private_redis.url) - before == 2)
+    assert await admitting.redis.exists(admitting.names.peer("k", "gone")) == 0
+    seen = await admission.claim(Recorder("k", "gone", token="other"), 0, 5000)
+    assert seen.claim("other") is Claim.NEW
+
+
+async def test_a_call_cancelled_before_its_reply_leaves_its_own_connection_answering_right(
+        admitting: Any) -> None:
+    link = admitting
+    conn = link.own_connection()
+    keys = [link.names.queue_clock(), link.names.peer("k", "a"), link.names.ids("k")]
+    claim = ["n1-x", "c", "tok", "0", "a", "5000"]
+    assert await link.run_script("ADMIT", keys, claim, conn) == [[0, "", 0, ""]]
+    await link.redis.execute_command("CLIENT", "PAUSE", "20000", "WRITE")
+    try:
+        call = asyncio.ensure_future(link.run_script("ADMIT", keys, claim, conn))
+        await until(lambda: held_by_the_pause(link))  # sent, unanswered
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+    finally:
+        await link.redis.execute_command("CLIENT", "UNPAUSE")
+    # The cancelled call's reply (a takeover: [[1, ...]]) must not answer this release
+    # (redis-py's read_response drops a connection whose reply it did not read).
+    assert await link.run_script("ADMIT", keys, ["n1-x", "r", "n1-x|tok", "a"], conn) == [1]
+
+
+async def test_a_redis_restart_under_a_turn_is_cluster_unavailable_then_admits_again(
+        admitting: Any, private_redis: Any) -> None:
+    from signalling.errors import ClusterUnavailable
+
+    admission = admitting.admission
+    up = Recorder("k", "up", token="t")
+    assert (await admission.claim(up, 0, 5000)).claim("t") is Claim.NEW
+    private_redis.kill()
+    down = await asyncio.gather(admission.claim(Recorder("k", "down"), 0, 5000),
+                                admission.release("k", "up", "t"),
+                                admission.drain("k", "late"), return_exceptions=True)
+    assert isinstance(down[0], ClusterUnavailable)
+    assert down[1] is False  # logged; the lease runs out by itself
+    assert isinstance(down[2], ClusterUnavailable)
+    private_redis.start()  # empty, scripts gone, pooled connections stale
+    seen, freed, items = await asyncio.gather(
+        admission.claim(Recorder("k", "down", token="t2"), 0, 5000),
+        admission.release("k", "up", "t"), admission.drain("k", "late"))
+    assert seen.claim("t2") is Claim.NEW
+    assert (freed, items) == (False, [])  # the restart lost the lease "up" held
+    assert await admitting.redis.get(admitting.names.peer("k", "down")) == \
+        admitting.holder_value("t2")
 
 
 # --- the cluster's routing decision ---------------------------------------------------
