@@ -83,7 +83,7 @@ class WebSocket(asyncio.Protocol):
     __slots__ = ("host", "options", "transport", "scope", "key", "state", "reader", "events",
                  "waiter", "paused", "seen", "ping_sent", "close_code", "_close_timer",
                  "_limit", "_out", "_loop", "task", "_counted_ip", "_bucket", "_others_seen",
-                 "_drip_timer", "_lowat", "_lowsock", "_drip_mark")
+                 "_drip_timer", "_lowat", "_lowsock", "_drip_mark", "_wrote")
 
     def __init__(self, host: SocketHost, options: WebSocketOptions,
                  transport: asyncio.Transport, scope: Scope, key: bytes,
@@ -115,6 +115,7 @@ class WebSocket(asyncio.Protocol):
         # the kernel's (bytes, segments) received when the frame in progress was first
         # left unfinished; DRIPPING once it is known to drip (edge.trickle.dripped)
         self._drip_mark: tuple[int, int] | None = None
+        self._wrote = False  # a frame went out at once in this loop iteration
         host.sockets.add(self)
         # The application's own coroutine is the task (no wrapper coroutine: each frame
         # in the chain stays alive, about 240 bytes, for as long as the peer is
@@ -341,6 +342,9 @@ class WebSocket(asyncio.Protocol):
             self._loop.call_soon(self._flush)
         out.append(frame)
 
+    def _rearm(self) -> None:
+        self._wrote = False
+
     def _flush(self) -> None:
         out = self._out
         if out:
@@ -392,10 +396,15 @@ class WebSocket(asyncio.Protocol):
                 frame = wf.encode_frame(wf.OP_TEXT, text.encode())
             else:
                 frame = wf.encode_frame(wf.OP_BINARY, message.get("bytes") or b"")
-            if self._out or _more_waiting:
+            if self._out or _more_waiting or self._wrote:
                 self._queue(frame)
             else:
+                # Written at once; what follows in this loop iteration (a run of frames
+                # handed over from another node, several sends for one event) is held
+                # and written together at its end, as before.
                 self._write(frame)
+                self._wrote = True
+                self._loop.call_soon(self._rearm)
         elif kind == SHARED_BUCKET:
             self._bucket = message["bucket"]
             # frames read so far were charged (or not limited) already

@@ -49,8 +49,12 @@ async def test_a_lone_message_goes_out_at_once_and_a_burst_at_the_end_of_the_tur
         assert (await receive())["type"] == "websocket.connect"
         await send({"type": "websocket.accept"})
         while (event := await receive())["type"] == "websocket.receive":
-            await send({"type": "websocket.send", "text": event["text"]})
-            on_wire.append(readable(client))
+            # "x3:abc" sends a, b and c for one event (as a run of frames from another
+            # node is handed over); anything else is echoed
+            text = event["text"]
+            for part in (text[3:] if text.startswith("x3:") else [text]):
+                await send({"type": "websocket.send", "text": part})
+                on_wire.append(readable(client))
 
     transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, server_end)
     scope = {"type": "websocket", "path": "/peerjs", "client": ("127.0.0.1", 1)}
@@ -78,6 +82,17 @@ async def test_a_lone_message_goes_out_at_once_and_a_burst_at_the_end_of_the_tur
         got.clear()
         await until(lambda: read_until(len(burst)), interval=0.01)
         assert bytes(got) == burst
+
+        # Several sends for one event: the first at once, the rest at the turn's end
+        # (not a system call each).
+        on_wire.clear()
+        client.send(client_frame(wf.OP_TEXT, b"x3:def"))
+        await until(lambda: len(on_wire) == 3, interval=0.01)
+        assert on_wire == [wf.encode_frame(wf.OP_TEXT, b"d"), b"", b""]
+        rest = b"".join(wf.encode_frame(wf.OP_TEXT, t) for t in (b"e", b"f"))
+        got.clear()
+        await until(lambda: read_until(len(rest)), interval=0.01)
+        assert bytes(got) == rest
     finally:
         transport.abort()
         client.close()
