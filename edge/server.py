@@ -83,6 +83,7 @@ class Edge:
         self._sweeper: asyncio.Task[None] | None = None
         #: The loop the listeners serve on (set by the first :meth:`serve`).
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.more_waiting = False  # see edge.websocket.SocketHost
 
     # --- lifecycle --------------------------------------------------------------------
 

@@ -47,15 +47,6 @@ CONNECTING, OPEN, CLOSING, CLOSED = range(4)
 #: ``WebSocket._drip_mark`` of a socket whose frame in progress is known to drip.
 DRIPPING = (-1, -1)
 
-#: Whether the application that is running now has more received events waiting: set by
-#: :meth:`WebSocket.receive` as it hands one over. While it has, the frames it sends are
-#: held to the end of the loop iteration and written together (a burst to one peer is
-#: one system call); a message sent after the last waiting event, to a socket with
-#: nothing held, is written at once (a lone relayed message costs no extra loop
-#: iteration). Only the batching depends on it: the order and the send-buffer cap hold
-#: either way, so a value left by another task (one that awaited meanwhile) is harmless.
-_more_waiting = False
-
 
 class SocketHost(Protocol):
     """What a websocket needs from the server that accepted it."""
@@ -63,6 +54,13 @@ class SocketHost(Protocol):
     sockets: set[WebSocket]
     #: The loop the server serves on (None: the running loop).
     loop: asyncio.AbstractEventLoop | None
+    #: Whether the application running now has more received events waiting: set by
+    #: :meth:`WebSocket.receive` as it hands one over. While it has, the frames it sends
+    #: are held to the end of the loop iteration and written together (a burst to one
+    #: peer is one system call); otherwise a frame to a socket with nothing held is
+    #: written at once. Only the batching depends on it: the order and the send-buffer
+    #: cap hold either way, so a value left by another task is harmless.
+    more_waiting: bool
 
     def log_action(self, verb: str, path: str, client: tuple[str, int]) -> None:
         """One access-log line (``WSCONNECT``, ``WSDISCONNECT``, ``WSREJECT``)."""
@@ -372,13 +370,12 @@ class WebSocket(asyncio.Protocol):
 
     async def receive(self) -> Message:
         """ASGI receive: the next event for the application."""
-        global _more_waiting
         events = self.events
         while not events:
             self.waiter = self._loop.create_future()
             await self.waiter
         event = events.pop(0)
-        _more_waiting = bool(events)
+        self.host.more_waiting = bool(events)
         if self.paused and len(events) < LOW_WATER and self.state != CLOSED:
             self.paused = False
             if self._drip_timer is None:
@@ -396,7 +393,7 @@ class WebSocket(asyncio.Protocol):
                 frame = wf.encode_frame(wf.OP_TEXT, text.encode())
             else:
                 frame = wf.encode_frame(wf.OP_BINARY, message.get("bytes") or b"")
-            if self._out or _more_waiting or self._wrote:
+            if self._out or self.host.more_waiting or self._wrote:
                 self._queue(frame)
             else:
                 # Written at once; what follows in this loop iteration (a run of frames

@@ -23,6 +23,7 @@ class Host:
     def __init__(self) -> None:
         self.sockets: set[WebSocket] = set()
         self.loop: asyncio.AbstractEventLoop | None = None  # the running loop
+        self.more_waiting = False
 
     def log_action(self, verb: str, path: str, client: tuple[str, int]) -> None:
         pass
