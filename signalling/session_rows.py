@@ -176,12 +176,12 @@ class SqliteRows:
             return
         at = sqlite_time_formatter(db)
         node = node[:100]
-        # SQLite's own limit (32,766 here), not Django's conservative 999 (71 rows)
-        limit = db.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        size = max(1, min(BATCH, limit // len(INSERT_COLUMNS)))
         one = "(" + ", ".join(["?"] * len(INSERT_COLUMNS)) + ")"
         head = f'INSERT INTO "{TABLE}" ({", ".join(INSERT_COLUMNS)}) VALUES '
         with db.wrap_database_errors, closing(db.connection.cursor()) as cursor:
+            # SQLite's own limit (32,766 here), not Django's conservative 999 (71 rows)
+            limit = db.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+            size = max(1, min(BATCH, limit // len(INSERT_COLUMNS)))
             for start in range(0, len(infos), size):
                 chunk = infos[start:start + size]
                 params: list[Any] = []
