@@ -5,7 +5,8 @@ background task writes the list in batches, one transaction per batch, from one
 dedicated thread that keeps its database connection. Live sessions get their
 ``last_seen`` and message counts refreshed every ``TOUCH_INTERVAL`` (bulk updates). At process
 exit whatever is pending is written synchronously, and on start-up the sessions this
-node left open (a crash) are closed with the reason ``node restarted``.
+node left open (a crash) are closed with the reason ``node restarted``. The statements
+for the rows themselves, one per batch and backend, are in :mod:`signalling.session_rows`.
 """
 
 from __future__ import annotations

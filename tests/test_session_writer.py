@@ -176,3 +176,14 @@ def test_a_batch_adds_connections_ended_messages_and_peaks_per_hour_and_key() ->
                       (hour10, "k2", node): Delta(connections=2, messages_in=3,
                                                   messages_out=4, heartbeats=1),
                       (hour10 + timedelta(hours=1), "k2", node): Delta(peak_live=5)}
+
+
+@pytest.mark.django_db
+def test_session_rows_keep_only_the_indexes_queries_read() -> None:
+    # (migration 0004: no api_key index of its own, no LIKE twins on PostgreSQL)
+    with connection.cursor() as cursor:
+        found = connection.introspection.get_constraints(cursor, session_rows.TABLE)
+    assert sorted(tuple(i["columns"]) for i in found.values()
+                  if i["index"] and not i["primary_key"] and i["columns"]) == [
+        ("api_key", "connected_at"), ("connected_at",), ("disconnected_at",), ("node",),
+        ("peer_id",)]
