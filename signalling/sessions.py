@@ -402,22 +402,32 @@ def batch_deltas(node: str, opened: list[SessionInfo], rolled: list[SessionInfo]
     deltas: dict[RollupKey, Delta] = {}
 
     def delta(hour: datetime, key: str) -> Delta:
-        found = deltas.get((hour, key[:64], node))
-        if found is None:
-            found = deltas[(hour, key[:64], node)] = Delta()
-        return found
+        made = deltas.get((hour, key[:64], node))
+        if made is None:
+            made = deltas[(hour, key[:64], node)] = Delta()
+        return made
 
     # grouped in C first: a batch's sessions share a handful of (hour, key) pairs
     started = Counter([(i.connected_at.replace(minute=0, second=0, microsecond=0), i.api_key)
                        for i in opened])
     for (hour, key), n in started.items():
         delta(hour, key).connections += n
+    sums: dict[tuple[datetime, str], list[int]] = {}
     for i in rolled:
         if i.messages_in or i.messages_out or i.heartbeats:  # else it adds nothing
-            d = delta(hour_of(i.connected_at), i.api_key)
-            d.messages_in += i.messages_in
-            d.messages_out += i.messages_out
-            d.heartbeats += i.heartbeats
+            pair = (i.connected_at.replace(minute=0, second=0, microsecond=0), i.api_key)
+            found = sums.get(pair)
+            if found is None:
+                sums[pair] = [i.messages_in, i.messages_out, i.heartbeats]
+            else:
+                found[0] += i.messages_in
+                found[1] += i.messages_out
+                found[2] += i.heartbeats
+    for (hour, key), (m_in, m_out, beats) in sums.items():
+        d = delta(hour, key)
+        d.messages_in += m_in
+        d.messages_out += m_out
+        d.heartbeats += beats
     hour = hour_of(now)
     for key, n in peaks.items():
         d = delta(hour, key)
