@@ -187,3 +187,15 @@ def test_session_rows_keep_only_the_indexes_queries_read() -> None:
                   if i["index"] and not i["primary_key"] and i["columns"]) == [
         ("api_key", "connected_at"), ("connected_at",), ("disconnected_at",), ("node",),
         ("peer_id",)]
+
+
+def test_session_texts_are_cleaned_and_cut_whatever_their_kind() -> None:
+    plain = SessionInfo("k", "p", "websocket", "10.0.0.1", "Mozilla/5.0", "1.5.4")
+    assert (plain.remote_addr, plain.user_agent, plain.client_version) == (
+        "10.0.0.1", "Mozilla/5.0", "1.5.4")
+    long = SessionInfo("k", "p", "websocket", "a" * 70, "u" * 300, "v" * 40)
+    assert (long.remote_addr, long.user_agent, long.client_version) == (
+        "a" * 64, "u" * 255, "v" * 32)
+    odd = SessionInfo("k", "p", "websocket", "", "Moz\x00illa é", "1.5\x00evil")
+    assert (odd.user_agent, odd.client_version) == ("Moz\ufffdilla é", "1.5\ufffdevil")
+    assert plain.connected_at.tzinfo is UTC
