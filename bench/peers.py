@@ -256,10 +256,11 @@ class OpenResult:
         return len(self.peers) / self.elapsed if self.elapsed > 0 else 0.0
 
 
-def dial(loop: asyncio.AbstractEventLoop, target: Target, peer_id: str, token: str,
+def dial(loop: asyncio.AbstractEventLoop, target: Target, peer_id: str, request: bytes,
          tally: Tally, report: Report) -> Peer:
-    """Start connecting ``peer_id``; ``report`` hears how the attempt ends."""
-    peer = Peer(peer_id, target.request(peer_id, token), tally, report)
+    """Start connecting ``peer_id`` (``request`` is its upgrade request); ``report``
+    hears how the attempt ends."""
+    peer = Peer(peer_id, request, tally, report)
     task = loop.create_task(loop.create_connection(lambda: peer, target.host, target.port))
     peer.connecting = task
     task.add_done_callback(peer.connect_done)
@@ -281,8 +282,8 @@ async def open_peer(target: Target, peer_id: str, tally: Tally, timeout: float,
         else:
             outcome.set_exception(exc)
 
-    peer = dial(loop, target, peer_id, token if token is not None else "tok-" + peer_id,
-                tally, report)
+    request = target.request(peer_id, token if token is not None else "tok-" + peer_id)
+    peer = dial(loop, target, peer_id, request, tally, report)
     timer = loop.call_later(timeout, peer.time_out)
     try:
         await outcome
@@ -305,6 +306,7 @@ class Opening:
         self.target = target
         self.tally = tally
         self.timeout = timeout
+        self._requests = w.UpgradeRequests(target.host, target.port, target.mount, target.key)
         self.peers: list[Peer] = []
         self.failures: Counter[str] = Counter()
         self.done: asyncio.Future[None] = loop.create_future()
@@ -335,8 +337,8 @@ class Opening:
         if peer_id is None:
             return False
         self._in_flight += 1
-        peer = dial(self.loop, self.target, peer_id, "tok-" + peer_id, self.tally,
-                    self._report)
+        peer = dial(self.loop, self.target, peer_id,
+                    self._requests.request(peer_id, "tok-" + peer_id), self.tally, self._report)
         self._deadlines.append((self.loop.time() + self.timeout, peer))
         if self._timer is None:
             self._timer = self.loop.call_at(self._deadlines[0][0], self._check_deadlines)

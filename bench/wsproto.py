@@ -57,6 +57,26 @@ def upgrade_request(host: str, port: int, target: str) -> bytes:
     ).encode()
 
 
+class UpgradeRequests:
+    """The upgrade requests to one PeerServer for many ids: what :func:`peerjs_path` and
+    :func:`upgrade_request` make, with the parts that are the same for every id joined
+    once."""
+
+    __slots__ = ("_start", "_middle", "_end")
+
+    def __init__(self, host: str, port: int, mount: str, key: str):
+        self._start = f"GET {mount}peerjs?key={_quote(key)}&id="
+        self._middle = (f" HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+                        "Connection: Upgrade\r\nSec-WebSocket-Key: ")
+        self._end = "\r\nSec-WebSocket-Version: 13\r\n\r\n"
+
+    def request(self, peer_id: str, token: str) -> bytes:
+        """The upgrade request for ``peer_id`` with ``token`` (a fresh key each)."""
+        nonce = binascii.b2a_base64(random.randbytes(16), newline=False).decode()
+        return (f"{self._start}{_quote(peer_id)}&token={_quote(token)}{self._middle}"
+                f"{nonce}{self._end}").encode()
+
+
 def split_response(buffer: bytes) -> tuple[bytes, bytes] | None:
     """Split ``buffer`` into (response head, rest) once the head is complete."""
     end = buffer.find(HEADER_END)

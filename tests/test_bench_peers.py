@@ -285,3 +285,14 @@ def test_collector_paused_restores_the_state_it_found() -> None:
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+def test_upgrade_requests_are_the_targets_requests() -> None:
+    key_line = re.compile(rb"Sec-WebSocket-Key: [A-Za-z0-9+/]{22}==\r\n")
+    for target in [Target("t", "127.0.0.1", 9000),
+                   Target("t", "localhost", 1, mount="/my app/", key="k&y")]:
+        requests = w.UpgradeRequests(target.host, target.port, target.mount, target.key)
+        for peer_id, token in [("a-00001", "tok-a-00001"), ("é x", "t/%")]:
+            ours, theirs = requests.request(peer_id, token), target.request(peer_id, token)
+            assert key_line.search(ours) and key_line.search(theirs)
+            assert key_line.sub(b"", ours) == key_line.sub(b"", theirs)
