@@ -130,7 +130,8 @@ class Peer(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        self._decide(exc or ConnectionError("closed before OPEN"))
+        if self._report is not None:
+            self._decide(exc or ConnectionError("closed before OPEN"))
         self._parser = None  # it holds a method of this peer: refcounts can free both
 
     # --- the attempt --------------------------------------------------------------------
@@ -223,7 +224,8 @@ class Peer(asyncio.Protocol):
         """Drop the TCP connection with a normal close (the server sees the peer go
         away); an attempt still undecided fails."""
         self.closed = True
-        self._decide(ConnectionError("closed before OPEN"))
+        if self._report is not None:
+            self._decide(ConnectionError("closed before OPEN"))
         if self.transport is not None:
             self.transport.close()
         elif self.connecting is not None:
