@@ -374,7 +374,8 @@ class Opening:
                 deadlines.popleft()
                 peer.time_out()
             else:
-                self._timer = self.loop.call_at(deadline, self._check_deadlines)
+                if self._timer is None:  # a dial from a time-out above may have set one
+                    self._timer = self.loop.call_at(deadline, self._check_deadlines)
                 break
 
 
