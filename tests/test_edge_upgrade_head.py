@@ -8,7 +8,7 @@ import itertools
 import httptools
 import pytest
 
-from edge.http import upgrade_head
+from edge.http import HttpConnection, Request, upgrade_head
 
 KEY = b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
 UPGRADE = b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -92,3 +92,26 @@ def test_a_head_taken_near_the_limit_is_within_it_by_the_callbacks_count(size: i
         assert seen.counted <= size
     lines = data.count(b"\r\n") - 1  # the request line and the headers
     assert (head is None) == (size < len(data) + lines)  # declined only near the limit
+
+
+def test_the_websocket_scope_keeps_the_listed_headers_and_every_offered_subprotocol(
+) -> None:
+    conn = HttpConnection.__new__(HttpConnection)
+    conn._server = ("127.0.0.1", 9000)
+    req = Request()
+    req.path, req.query, req.client = "/peerjs", b"key=k", ("10.0.0.1", 5)
+    req.headers = [(b"host", b"h"), (b"cookie", b"c=1"), (b"sec-websocket-key", b"k"),
+                   (b"sec-websocket-protocol", b" a, b ,,"), (b"origin", b"o"),
+                   (b"sec-websocket-protocol", b"c")]
+    scope = conn.websocket_scope(req)
+    assert scope["headers"] == [(b"host", b"h"), (b"sec-websocket-protocol", b" a, b ,,"),
+                                (b"origin", b"o"), (b"sec-websocket-protocol", b"c")]
+    assert scope["subprotocols"] == ("a", "b", "c")
+    assert (scope["scheme"], scope["server"], scope["client"]) == (
+        "ws", ("127.0.0.1", 9000), ("10.0.0.1", 5))
+    req2 = Request()
+    req2.headers = [(b"host", b"h")]
+    req2.scheme = "https"
+    scope2 = conn.websocket_scope(req2)
+    assert (scope2["subprotocols"], scope2["scheme"], scope2["headers"]) == (
+        (), "wss", [(b"host", b"h")])
