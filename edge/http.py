@@ -477,9 +477,8 @@ class HttpConnection(asyncio.Protocol):
         except RequestRefused as refusal:
             self._refuse(refusal)
             return True
-        self.queue.append(req)
-        self.upgrade_rest = data[end:]
-        self._next()
+        self._cancel_timer()  # (what _next does for the one request of a connection)
+        self._upgrade(req, data[end:])
         return True
 
     # --- answering --------------------------------------------------------------------
