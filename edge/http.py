@@ -136,6 +136,18 @@ _FIRST = itemgetter(0)
 SUBPROTOCOLS = b"sec-websocket-protocol"
 
 
+class NoCallbacks:
+    """A parser protocol with every callback httptools looks up set to None (None
+    itself would make each look-up an AttributeError, a formatted message each)."""
+
+    __slots__ = ()
+    on_message_begin = on_url = on_header = on_headers_complete = on_body = None
+    on_message_complete = on_chunk_header = on_chunk_complete = None
+
+
+NO_CALLBACKS = NoCallbacks()
+
+
 def upgrade_head(data: bytes, max_head_size: int
                  ) -> tuple[httptools.HttpRequestParser, bytes,
                             list[tuple[bytes, bytes]], int] | None:
@@ -161,7 +173,7 @@ def upgrade_head(data: bytes, max_head_size: int
     lines = data[:end].split(b"\r\n")
     if end + 4 + _COUNTED_OVER_SENT * len(lines) > max_head_size:
         return None  # near the limit: counted exactly by the callbacks
-    parser = httptools.HttpRequestParser(None)
+    parser = httptools.HttpRequestParser(NO_CALLBACKS)
     try:
         parser.feed_data(data)
     except httptools.HttpParserUpgrade as upgrade:
@@ -199,6 +211,9 @@ class HttpConnection(asyncio.Protocol):
                  "transport", "_headers")
 
     transport: asyncio.Transport
+    # Looked up by httptools' parser, which would otherwise raise (and format) an
+    # AttributeError for each at every connection's parser.
+    on_chunk_header = on_chunk_complete = None
 
     def __init__(self, edge: Edge, listener: Listener):
         self.edge = edge
