@@ -126,72 +126,6 @@ def plain(status: int, text: str, close: bool = True,
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-#: Bytes a head may take per header line beyond its length as sent: the limit counts
-#: ``len(name) + len(value) + 4`` per header, where ``name:value\r\n`` is one less.
-_COUNTED_OVER_SENT = 1
-
-
-class NoCallbacks:
-    """A parser protocol with every callback httptools looks up set to None (None
-    itself would make each look-up an AttributeError, a formatted message each)."""
-
-    __slots__ = ()
-    on_message_begin = on_url = on_header = on_headers_complete = on_body = None
-    on_message_complete = on_chunk_header = on_chunk_complete = None
-
-
-NO_CALLBACKS = NoCallbacks()
-
-
-def upgrade_head(data: bytes, max_head_size: int
-                 ) -> tuple[httptools.HttpRequestParser, bytes,
-                            list[tuple[bytes, bytes]], int] | None:
-    """``data`` as one whole upgrade request head and nothing after it but the
-    upgraded stream: (the parser that read it, the target, the headers as ``on_header``
-    gives them, lower-cased names, and where the head ends), or None for anything else
-    (not a GET, not whole, not an upgrade, near the head limit, or anything llhttp
-    refuses: the caller reads those with the parser's callbacks, as always).
-
-    llhttp reads ``data`` without callbacks (so with the same strictness: it refuses
-    NUL, bare CR or LF, folded lines, bad tokens), and must stop at the upgrade exactly
-    where the head ends. The request line and the header lines are then split with
-    bytes methods the way llhttp hands them over: the target as sent, each header
-    name as sent, its value without the whitespace that precedes it (llhttp keeps
-    what follows it). A head within ``max_head_size`` by this count is within it by
-    the callbacks' count too.
-    """
-    if not data.startswith(b"GET "):
-        return None
-    end = data.find(b"\r\n\r\n")
-    if end < 0:
-        return None
-    lines = data[:end].split(b"\r\n")
-    if end + 4 + _COUNTED_OVER_SENT * len(lines) > max_head_size:
-        return None  # near the limit: counted exactly by the callbacks
-    parser = httptools.HttpRequestParser(NO_CALLBACKS)
-    try:
-        parser.feed_data(data)
-    except httptools.HttpParserUpgrade as upgrade:
-        if upgrade.args[0] != end + 4:
-            return None
-    except httptools.HttpParserError:
-        return None
-    else:
-        return None  # not an upgrade
-    request_line = lines[0]
-    if request_line.count(b" ") != 2:
-        return None  # (llhttp allows more spaces; the callbacks read those)
-    target = request_line.split(b" ")[1]
-    del lines[0]
-    headers = []
-    # A plain loop: the fastest here (timeit, the bench's head: 1.7 us; a comprehension
-    # 2.2 us; map/zip over bytes methods, fewer bytecodes, 17.8 us)
-    for line in lines:
-        name, _, value = line.partition(b":")
-        headers.append((name.lower(), value.lstrip(b" \t")))
-    return parser, target, headers, end + 4
-
-
 def websocket_key(req: Request) -> bytes | None:
     """The Sec-WebSocket-Key of a valid version-13 GET upgrade, else None."""
     return wf.upgrade_key(req.method, req.noted.get)
@@ -208,18 +142,14 @@ class HttpConnection(asyncio.Protocol):
                  "transport", "_headers")
 
     transport: asyncio.Transport
-    # Looked up by httptools' parser, which would otherwise raise (and format) an
-    # AttributeError for each at every connection's parser.
-    on_chunk_header = on_chunk_complete = None
 
     def __init__(self, edge: Edge, listener: Listener):
         self.edge = edge
         self.listener = listener
         self.limits = edge.options.limits
-        #: The parser holds this protocol (its callbacks): made at the first bytes that
-        #: are not a whole upgrade head (:func:`upgrade_head`), dropped at the end or the
+        #: The parser holds this protocol (its callbacks): dropped at the end or the
         #: upgrade, so that no reference cycle outlives the connection.
-        self.parser: httptools.HttpRequestParser | None = None
+        self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.loop = edge.loop or asyncio.get_running_loop()
         self.peer: tuple[str, int] = ("", 0)
         self._server: tuple[str, int] | None = None
@@ -357,13 +287,9 @@ class HttpConnection(asyncio.Protocol):
     # --- parsing ----------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        if self.closing:
-            return
         parser = self.parser
-        if parser is None:
-            if self._upgrade_at_once(data):  # (no parser yet: the connection's first bytes)
-                return
-            parser = self.parser = httptools.HttpRequestParser(self)
+        if self.closing or parser is None:
+            return
         try:
             parser.feed_data(data)
         except httptools.HttpParserUpgrade as upgrade:
@@ -413,10 +339,6 @@ class HttpConnection(asyncio.Protocol):
         assert req is not None
         parser = self.parser
         assert parser is not None
-        self._head_complete(req, parser)
-
-    def _head_complete(self, req: Request, parser: httptools.HttpRequestParser) -> None:
-        """The checks and settings of a whole head (``parser`` has read it)."""
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise RequestRefused(400, "Bad Request: unsupported HTTP version")
@@ -465,33 +387,6 @@ class HttpConnection(asyncio.Protocol):
         if not self.busy:
             if self.timer is not None:
                 self._cancel_timer()  # data_received answers it once the parser returns
-
-    def _upgrade_at_once(self, data: bytes) -> bool:
-        """Serve a connection's first bytes that are one whole upgrade head and nothing
-        else of HTTP (what every websocket client sends) without the parser's callbacks;
-        False (nothing done) for anything else, which the parser then reads as always.
-
-        The head is still read by llhttp, with the same strictness (one without
-        callbacks, :func:`upgrade_head`), and the same checks and limits follow; the
-        callbacks were about a third of the edge's Python work per websocket (an
-        ``on_header`` call per header, ``on_url``, ``on_message_begin`` and
-        ``_complete``), and a browser sends a dozen headers.
-        """
-        head = upgrade_head(data, self.limits.max_head_size)
-        if head is None:
-            return False
-        parser, target, headers, end = head
-        req = Request()
-        req.target = target
-        req.headers = headers
-        try:
-            self._head_complete(req, parser)
-        except RequestRefused as refusal:
-            self._refuse(refusal)
-            return True
-        self._cancel_timer()  # (what _next does for the one request of a connection)
-        self._upgrade(req, data[end:])
-        return True
 
     # --- answering --------------------------------------------------------------------
 
