@@ -7,8 +7,10 @@ were submitted, each exactly as it would run alone: a claim is atomic and exact
 cluster-wide, a key's limit counts the claims and releases before it. The directory
 (:mod:`signalling.redis_directory`) and the offline store (:mod:`signalling.redis_queue`)
 submit here through their shared :class:`~signalling.redis_link.RedisLink`, so a crowd
-arriving costs one Batcher, one pooled connection and one round trip per turn where
-three separate batches cost three (docs/decisions.md, "The cluster's connect path").
+arriving costs one Batcher, one connection and one round trip per turn where three
+separate batches cost three (docs/decisions.md, "The cluster's connect path"). A claim
+also tells whether anything waits in the id's offline queue, so a peer with nothing
+queued (the usual case) is admitted without a drain.
 """
 
 from __future__ import annotations
