@@ -393,10 +393,10 @@ class Hub:
         claim = seen.claim(ep.token)
         if claim in ADMITTED:
             self._add_local(ep)
-            if seen.queued:
-                self._unqueued.pop((ep.key, ep.peer_id), None)
-            else:
+            if not seen.queued:
                 self._unqueued[(ep.key, ep.peer_id)] = ep
+            elif self._unqueued:  # (always empty on a single node: nothing to look up)
+                self._unqueued.pop((ep.key, ep.peer_id), None)
             if claim is Claim.TAKEOVER and seen.node and seen.node != self.node_id:
                 await self._tell_moved(seen.node, ep.key, ep.peer_id)
         return claim
@@ -413,7 +413,7 @@ class Hub:
         if self._peers.get(pk) is not ep:
             return False
         del self._peers[pk]
-        if self._unqueued.get(pk) is ep:
+        if self._unqueued and self._unqueued.get(pk) is ep:
             del self._unqueued[pk]
         tally(self._per_key, ep.key, -1)
         return True
@@ -421,10 +421,11 @@ class Hub:
     async def flush_queue(self, ep: Endpoint) -> None:
         """Deliver what was queued for ``ep`` while it was offline (nothing to ask for
         when its claim saw its queue empty)."""
-        pk = (ep.key, ep.peer_id)
-        if self._unqueued.get(pk) is ep:
-            del self._unqueued[pk]
-            return
+        if self._unqueued:
+            pk = (ep.key, ep.peer_id)
+            if self._unqueued.get(pk) is ep:
+                del self._unqueued[pk]
+                return
         try:
             frames = await self.queue.take(ep.key, ep.peer_id)
         except ClusterUnavailable as exc:

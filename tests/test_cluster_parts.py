@@ -450,6 +450,12 @@ async def test_a_peer_whose_claim_saw_no_queue_is_admitted_without_a_drain(
         assert late.frames == [{"type": "OFFER"}]
         assert await link.redis.exists(link.names.queue("k", "late")) == 0
         assert not hub._unqueued  # nothing kept once the queues were flushed
+        # A peer that leaves between its claim and its flush leaves nothing behind either.
+        brief = Recorder("k", "brief")
+        assert await hub.register(brief, LIMITS) is Claim.NEW
+        assert hub._unqueued
+        assert await hub.unregister(brief) is True
+        assert not hub._unqueued
     finally:
         await hub.close_all(None, 1001, "test over")
         await hub.stop()
