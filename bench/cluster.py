@@ -32,6 +32,7 @@ from bench.peers import (
     Tally,
     Target,
     close_all,
+    collector_paused,
     open_peer,
     open_peers,
 )
@@ -217,9 +218,10 @@ async def crowd_round(targets: list[Target], ids: list[str], token: str,
                 return None
         return None
 
-    started = time.perf_counter()
-    opened = await asyncio.gather(*(one(i, pid) for i, pid in enumerate(ids)))
-    elapsed = time.perf_counter() - started
+    with collector_paused():
+        started = time.perf_counter()
+        opened = await asyncio.gather(*(one(i, pid) for i, pid in enumerate(ids)))
+        elapsed = time.perf_counter() - started
     peers = [p for p in opened if p is not None]
     return peers, len(ids) - len(peers), retries, elapsed
 
@@ -262,11 +264,12 @@ async def connect_round(targets: list[Target], pids: list[int], prefix: str,
     flight = max(1, sizes.connect_concurrency // len(targets))
     meters = scenarios.Meters(pids)
     meters.begin()
-    started = time.perf_counter()
-    results = await asyncio.gather(*(
-        open_peers(t, scenarios.peer_ids(f"{prefix}{n}", share), tally, flight)
-        for n, t in enumerate(targets)))
-    elapsed = time.perf_counter() - started
+    with collector_paused():  # held over both targets' batches, not just each one's
+        started = time.perf_counter()
+        results = await asyncio.gather(*(
+            open_peers(t, scenarios.peer_ids(f"{prefix}{n}", share), tally, flight)
+            for n, t in enumerate(targets)))
+        elapsed = time.perf_counter() - started
     meters.end()
     opened = sum(len(r.peers) for r in results)
     failures = sum(sum(r.failures.values()) for r in results)

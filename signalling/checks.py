@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from django.core.checks import CheckMessage, Warning, register
+from django.core.checks import CheckMessage, Error, Warning, register
 
 SDP_ROOM = 16 * 1024
 
@@ -35,4 +35,10 @@ def check_peerhub_settings(app_configs: Any = None, **kwargs: Any) -> list[Check
             "DEBUG is on and ALLOWED_HOSTS accepts any host.",
             hint="Never expose a DEBUG server; error pages show settings and code.",
             id="peerhub.W004"))
+    if not settings.USE_TZ:
+        found.append(Error(
+            "USE_TZ is off.",
+            hint="Session rows take their times as aware UTC datetimes (signalling.sessions"
+                 ".utc_now); keep USE_TZ = True.",
+            id="peerhub.E001"))
     return found

@@ -8,9 +8,12 @@ from django.db import models
 class PeerSession(models.Model):
     """One peer id's time on one node, from OPEN to close."""
 
-    api_key = models.CharField(max_length=64, db_index=True)
-    peer_id = models.CharField(max_length=255, db_index=True)
-    node = models.CharField(max_length=100, db_index=True)
+    # Indexed below: api_key by (api_key, connected_at) alone, peer_id and node each by a
+    # plain index (``db_index`` adds a second, LIKE-pattern one on PostgreSQL that no
+    # query uses: the admin's prefix search has its UPPER(peer_id) index).
+    api_key = models.CharField(max_length=64)
+    peer_id = models.CharField(max_length=255)
+    node = models.CharField(max_length=100)
     transport = models.CharField(max_length=16, default="websocket")
     remote_addr = models.CharField(max_length=64, blank=True)
     user_agent = models.CharField(max_length=255, blank=True)
@@ -25,7 +28,9 @@ class PeerSession(models.Model):
 
     class Meta:
         ordering = ["-connected_at"]
-        indexes = [models.Index(fields=["api_key", "connected_at"])]
+        indexes = [models.Index(fields=["api_key", "connected_at"]),
+                   models.Index(fields=["peer_id"], name="session_peer_id"),
+                   models.Index(fields=["node"], name="session_node")]
 
     def __str__(self) -> str:
         return f"{self.peer_id} @ {self.node}"

@@ -162,7 +162,8 @@ class Node:
             from signalling.sessions import SessionRecorder
 
             self._recorder = SessionRecorder(self.name,
-                                             settings.PEERHUB_SESSION_RETENTION_DAYS)
+                                             settings.PEERHUB_SESSION_RETENTION_DAYS,
+                                             self.metrics)
         return self._recorder
 
     @property

@@ -5,7 +5,8 @@ background task writes the list in batches, one transaction per batch, from one
 dedicated thread that keeps its database connection. Live sessions get their
 ``last_seen`` and message counts refreshed every ``TOUCH_INTERVAL`` (bulk updates). At process
 exit whatever is pending is written synchronously, and on start-up the sessions this
-node left open (a crash) are closed with the reason ``node restarted``.
+node left open (a crash) are closed with the reason ``node restarted``. The statements
+for the rows themselves, one per batch and backend, are in :mod:`signalling.session_rows`.
 """
 
 from __future__ import annotations
@@ -16,24 +17,38 @@ import logging
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
-from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
+from django.db import (
+    DEFAULT_DB_ALIAS,
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    connection,
+    connections,
+    transaction,
+)
 from django.utils import timezone
 
 from signalling import metrics
 from signalling.looptasks import Running, runs_on_a_running_loop
 from signalling.protocol import storable_text
+from signalling.session_rows import rows_for
+
+if TYPE_CHECKING:
+    from signalling.metrics import Metrics
+    from signalling.rollup import Delta, RollupKey
 
 logger = logging.getLogger(__name__)
 
 TOUCH_INTERVAL = 60.0
 PRUNE_INTERVAL = 3600.0  # seconds between SESSION_RETENTION_DAYS prunes
-_BATCH = 500
-_INSERT_COLUMNS = ("api_key", "peer_id", "node", "transport", "remote_addr", "user_agent",
-                   "client_version", "connected_at", "last_seen", "disconnected_at",
-                   "close_reason", "messages_in", "messages_out", "heartbeats")
+#: What a session's times are taken from: aware UTC, what ``timezone.now()`` gives with
+#: ``USE_TZ`` (which peerhub's settings fix and a system check holds), without reading
+#: the settings for each connection.
+utc_now = partial(datetime.now, UTC)
 FLUSH_INTERVAL = 0.5
 #: Session events kept in memory while the database is unreachable; beyond it the
 #: oldest are dropped (counted in ``SessionRecorder.dropped`` and logged).
@@ -49,7 +64,7 @@ class SessionInfo:
     remote_addr: str = ""
     user_agent: str = ""
     client_version: str = ""
-    connected_at: datetime = field(default_factory=timezone.now)
+    connected_at: datetime = field(default_factory=utc_now)
     messages_in: int = 0
     messages_out: int = 0
     heartbeats: int = 0
@@ -63,17 +78,25 @@ class SessionInfo:
     def __post_init__(self) -> None:
         # Cleaned at the door, the same on every database: text from the client loses
         # what PostgreSQL cannot store (NUL) and other control characters, and is cut to
-        # its column's length.
-        self.remote_addr = storable_text(self.remote_addr, 64)
-        self.user_agent = storable_text(self.user_agent, 255)
-        self.client_version = storable_text(self.client_version, 32)
+        # its column's length. Short printable ASCII (the usual case) is kept as it is.
+        addr, agent, version = self.remote_addr, self.user_agent, self.client_version
+        every = addr + agent + version
+        if (every.isascii() and every.isprintable() and len(addr) <= 64
+                and len(agent) <= 255 and len(version) <= 32):
+            return
+        self.remote_addr = storable_text(addr, 64)
+        self.user_agent = storable_text(agent, 255)
+        self.client_version = storable_text(version, 32)
 
 
 class SessionRecorder:
     """Batches session writes off the event loop's critical path."""
 
-    def __init__(self, node: str, retention_days: int = 0) -> None:
+    def __init__(self, node: str, retention_days: int = 0,
+                 counters: Metrics | None = None) -> None:
         self.node = node
+        #: the node's counters (None: looked up at each event, for recorders of tests)
+        self._counters = counters
         self.retention_days = retention_days  # 0: sessions are kept forever
         self._opened: list[SessionInfo] = []
         self._closed: list[SessionInfo] = []
@@ -92,15 +115,18 @@ class SessionRecorder:
 
     def opened(self, info: SessionInfo) -> None:
         """A peer registered."""
+        key = info.api_key
         self._live.add(info)
         self._opened.append(info)
-        live = self._live_per_key[info.api_key] = self._live_per_key[info.api_key] + 1
-        if live > self._peaks.get(info.api_key, 0):
-            self._peaks[info.api_key] = live
-        metrics.get_metrics().connected(info.api_key)
+        live_per_key = self._live_per_key
+        live = live_per_key[key] = live_per_key[key] + 1
+        if live > self._peaks.get(key, 0):
+            self._peaks[key] = live
+        (self._counters or metrics.get_metrics()).connected(key)
         if len(self._opened) + len(self._closed) > MAX_PENDING:  # (``pending``, inline)
             self._bound_backlog()
-        self._ensure_task()
+        if not self._running.holds():  # (``_ensure_task``'s first line, inline)
+            self._ensure_task()
 
     def wake(self) -> None:
         """Make sure the writer runs (something other than sessions is pending)."""
@@ -110,15 +136,17 @@ class SessionRecorder:
         """A registered peer went away, for ``reason``."""
         if info.disconnected_at is not None:
             return
-        info.disconnected_at = timezone.now()
+        info.disconnected_at = utc_now()
         info.close_reason = reason[:100]
-        if info in self._live:
-            self._live.discard(info)
-            self._live_per_key[info.api_key] -= 1
-            if self._live_per_key[info.api_key] <= 0:
-                del self._live_per_key[info.api_key]
+        live = self._live
+        if info in live:
+            live.discard(info)
+            key, live_per_key = info.api_key, self._live_per_key
+            left = live_per_key[key] = live_per_key[key] - 1
+            if left <= 0:
+                del live_per_key[key]
         self._closed.append(info)
-        metrics.get_metrics().session_ended(info)
+        (self._counters or metrics.get_metrics()).session_ended(info)
         if len(self._opened) + len(self._closed) > MAX_PENDING:
             self._bound_backlog()
 
@@ -287,25 +315,8 @@ class SessionRecorder:
         messages it added (marked once the transaction commits)."""
         from signalling import rollup
 
-        deltas: dict[rollup.RollupKey, rollup.Delta] = {}
-
-        def delta(at: datetime, key: str) -> rollup.Delta:
-            return deltas.setdefault((rollup.hour_of(at), key[:64], self.node[:100]),
-                                     rollup.Delta())
-
-        for info in opened:
-            delta(info.connected_at, info.api_key).connections += 1
         rolled = [i for i in (*opened, *ended) if i.disconnected_at is not None and not i.rolled]
-        for info in rolled:
-            d = delta(info.connected_at, info.api_key)
-            d.messages_in += info.messages_in
-            d.messages_out += info.messages_out
-            d.heartbeats += info.heartbeats
-        now = timezone.now()
-        for key, n in peaks.items():
-            d = delta(now, key)
-            d.peak_live = max(d.peak_live, n)
-        rollup.add(deltas)
+        rollup.add(batch_deltas(self.node, opened, rolled, peaks, timezone.now()))
         return rolled
 
     def _roll_up_stale(self, stale: Any) -> None:
@@ -351,79 +362,13 @@ class SessionRecorder:
             logger.warning("closed %d sessions this node left open", count)
 
     def _insert(self, infos: list[SessionInfo]) -> None:
-        """Insert rows for ``infos`` (ended ones complete) and remember their ids.
-
-        One hand-built multi-row ``INSERT ... RETURNING id`` per batch: the ORM's
-        bulk_create spends most of its time building model instances.
-        """
-        from signalling.models import PeerSession
-
-        if not infos:
-            return
-        if not connection.features.can_return_rows_from_bulk_insert:
-            self._insert_with_orm(infos)
-            return
-        ops = connection.ops
-        table = ops.quote_name(PeerSession._meta.db_table)
-        names = ", ".join(ops.quote_name(c) for c in _INSERT_COLUMNS)
-        one = "(" + ", ".join(["%s"] * len(_INSERT_COLUMNS)) + ")"
-        size = max(1, min(_BATCH, ops.bulk_batch_size(list(_INSERT_COLUMNS), infos)))
-        # Looked up once per batch: ``connection`` is a proxy that finds this thread's
-        # connection on every attribute read (it was 60 % of a batch's time per row).
-        adapt = ops.adapt_datetimefield_value
-        with connection.cursor() as cursor:
-            for start in range(0, len(infos), size):
-                chunk = infos[start:start + size]
-                params: list[Any] = []
-                for i in chunk:
-                    params += self._row(i, adapt)
-                cursor.execute(f"INSERT INTO {table} ({names}) VALUES "
-                               f"{', '.join([one] * len(chunk))} RETURNING "
-                               f"{ops.quote_name('id')}", params)
-                for info, (row_id,) in zip(chunk, cursor.fetchall(), strict=True):
-                    info.row_id = row_id
-
-    def _row(self, i: SessionInfo, adapt: Any = None) -> tuple[Any, ...]:
-        """The values of ``_INSERT_COLUMNS`` for ``i`` (times adapted for raw SQL)."""
-        at = adapt or _db_time
-        # each time adapted once (last_seen repeats one of the two; None stays None)
-        connected = at(i.connected_at)
-        ended = None if i.disconnected_at is None else at(i.disconnected_at)
-        return (i.api_key[:64], i.peer_id[:255], self.node[:100], i.transport[:16],
-                i.remote_addr[:64], i.user_agent[:255], i.client_version[:32],
-                connected, connected if ended is None else ended, ended,
-                i.close_reason[:100], i.messages_in, i.messages_out, i.heartbeats)
-
-    def _insert_with_orm(self, infos: list[SessionInfo]) -> None:
-        from signalling.models import PeerSession
-
-        rows = [PeerSession(**dict(zip(_INSERT_COLUMNS, self._row(i, lambda t: t),
-                                       strict=True))) for i in infos]
-        created = PeerSession.objects.bulk_create(rows, batch_size=_BATCH)
-        for info, row in zip(infos, created, strict=True):
-            info.row_id = row.pk
+        """Insert rows for ``infos`` (ended ones complete) and remember their ids."""
+        db = connections[DEFAULT_DB_ALIAS]
+        rows_for(db.vendor).insert(db, self.node, infos)
 
     def _finish(self, infos: list[SessionInfo]) -> None:
-        adapt = connection.ops.adapt_datetimefield_value  # once per batch (see _insert)
-        rows = []
-        for i in infos:
-            ended = adapt(i.disconnected_at)
-            rows.append((ended, ended, i.close_reason, i.messages_in, i.messages_out,
-                         i.heartbeats, i.row_id))
-        self._execute_many(
-            "UPDATE {table} SET disconnected_at = %s, last_seen = %s, close_reason = %s, "
-            "messages_in = %s, messages_out = %s, heartbeats = %s WHERE id = %s", rows)
-
-    @staticmethod
-    def _execute_many(sql: str, rows: list[tuple[Any, ...]]) -> None:
-        """One prepared statement for many rows (the ORM's bulk_update costs far more)."""
-        from signalling.models import PeerSession
-
-        if not rows:
-            return
-        table = connection.ops.quote_name(PeerSession._meta.db_table)
-        with connection.cursor() as cursor:
-            cursor.executemany(sql.format(table=table), rows)
+        db = connections[DEFAULT_DB_ALIAS]
+        rows_for(db.vendor).finish(db, infos)
 
     def _write_limit_hits(self, hits: Counter[tuple[str, str]]) -> None:
         from django.db.models import F
@@ -436,12 +381,8 @@ class SessionRecorder:
             LimitHit.objects.filter(pk=row.pk).update(count=F("count") + count, last_at=now)
 
     def _touch(self, infos: list[SessionInfo]) -> None:
-        now = _db_time(timezone.now())
-        self._execute_many(
-            "UPDATE {table} SET last_seen = %s, messages_in = %s, messages_out = %s, "
-            "heartbeats = %s WHERE id = %s",
-            [(now, i.messages_in, i.messages_out, i.heartbeats, i.row_id)
-             for i in infos if i.row_id])
+        db = connections[DEFAULT_DB_ALIAS]
+        rows_for(db.vendor).touch(db, infos, timezone.now())
 
 
 def _first_line(exc: BaseException) -> str:
@@ -450,9 +391,48 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:200] if text else ''}"
 
 
-def _db_time(value: datetime | None) -> Any:
-    """A datetime as the database backend stores it (raw SQL skips the ORM's adapting)."""
-    return connection.ops.adapt_datetimefield_value(value)
+def batch_deltas(node: str, opened: list[SessionInfo], rolled: list[SessionInfo],
+                 peaks: dict[str, int], now: datetime) -> dict[RollupKey, Delta]:
+    """What one batch adds to the hourly rollups, per (hour, key, node): a connection
+    for each session inserted, the messages of each session rolled (ended), and the
+    peaks of live peers in ``now``'s hour."""
+    from signalling.rollup import Delta, hour_of
+
+    node = node[:100]
+    deltas: dict[RollupKey, Delta] = {}
+
+    def delta(hour: datetime, key: str) -> Delta:
+        made = deltas.get((hour, key[:64], node))
+        if made is None:
+            made = deltas[(hour, key[:64], node)] = Delta()
+        return made
+
+    # grouped in C first: a batch's sessions share a handful of (hour, key) pairs
+    started = Counter([(i.connected_at.replace(minute=0, second=0, microsecond=0), i.api_key)
+                       for i in opened])
+    for (hour, key), n in started.items():
+        delta(hour, key).connections += n
+    sums: dict[tuple[datetime, str], list[int]] = {}
+    for i in rolled:
+        if i.messages_in or i.messages_out or i.heartbeats:  # else it adds nothing
+            pair = (i.connected_at.replace(minute=0, second=0, microsecond=0), i.api_key)
+            found = sums.get(pair)
+            if found is None:
+                sums[pair] = [i.messages_in, i.messages_out, i.heartbeats]
+            else:
+                found[0] += i.messages_in
+                found[1] += i.messages_out
+                found[2] += i.heartbeats
+    for (hour, key), (m_in, m_out, beats) in sums.items():
+        d = delta(hour, key)
+        d.messages_in += m_in
+        d.messages_out += m_out
+        d.heartbeats += beats
+    hour = hour_of(now)
+    for key, n in peaks.items():
+        d = delta(hour, key)
+        d.peak_live = max(d.peak_live, n)
+    return deltas
 
 
 def get_recorder() -> SessionRecorder:

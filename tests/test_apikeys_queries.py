@@ -2,7 +2,9 @@
 
 These run the real ASGI application in-process (``channels.testing``) against a real
 test database, and count every SQL statement any thread runs by wrapping Django's
-cursor class, so the tenant lookup (which runs in a worker thread) is seen too.
+cursor class, so the tenant lookup (which runs in a worker thread) is seen too; and the
+session writer's row statements, which run on the driver's own cursor
+(``signalling/session_rows.py``), by wrapping its row writers.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pytest_django.fixtures import Settings as SettingsWrapper
 
 from apikeys.models import ApiKey
 from apikeys.tenants import forget_cached
+from signalling import session_rows
 from signalling.keywatch import get_key_watcher, reset_key_watcher
 from signalling.metrics import get_metrics
 from signalling.protocol import Errors
@@ -67,7 +70,21 @@ def sql_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[SqlLog]:
 
     monkeypatch.setattr(db_utils.CursorWrapper, "execute", counted_execute)
     monkeypatch.setattr(db_utils.CursorWrapper, "executemany", counted_executemany)
+    for rows in (session_rows.SqliteRows, session_rows.PostgresRows):
+        for name in ("insert", "finish", "touch"):
+            monkeypatch.setattr(rows, name, noted_rows(getattr(rows, name), name, note))
     yield log
+
+
+def noted_rows(method: Any, name: str, note: Any) -> Any:
+    """A row writer's ``method`` that notes one statement on the session table."""
+    def counted(self: Any, db: Any, *args: Any) -> Any:
+        infos = args[1] if name == "insert" else args[0]
+        if infos:  # (an empty batch runs no statement)
+            note(f'{name} "{session_rows.TABLE}"')
+        return method(self, db, *args)
+
+    return counted
 
 
 class Harness:
