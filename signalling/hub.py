@@ -102,6 +102,10 @@ class Seen(NamedTuple):
     token: str          # the holder's token ("" when not held)
     at_limit: bool      # the node or the key was full (only looked at when not held)
     node: str           # the node that held it ("" when not held)
+    #: False when the claim also saw that nothing waits in the offline queue for this
+    #: id, so no drain need follow (an admitted id's queue gains nothing afterwards:
+    #: queueing checks the lease). True when there may be, or the directory cannot tell.
+    queued: bool = True
 
     def claim(self, token: str) -> Claim:
         """The registration outcome for a peer asking with ``token``."""
@@ -296,6 +300,9 @@ class Hub:
         self.node_id = bus.node_id
         self._shared = directory.shared or bus.shared
         self._peers: dict[PeerKey, Endpoint] = {}
+        # Endpoints admitted by a claim that saw nothing queued for them: their
+        # flush_queue has nothing to take (until it runs or they leave).
+        self._unqueued: dict[PeerKey, Endpoint] = {}
         self._per_key: dict[str, int] = {}
         self._cleanup_interval = cleanup_interval
         # Messages for peers that are not here, per destination, until the next flush.
@@ -386,6 +393,10 @@ class Hub:
         claim = seen.claim(ep.token)
         if claim in ADMITTED:
             self._add_local(ep)
+            if not seen.queued:
+                self._unqueued[(ep.key, ep.peer_id)] = ep
+            elif self._unqueued:  # (always empty on a single node: nothing to look up)
+                self._unqueued.pop((ep.key, ep.peer_id), None)
             if claim is Claim.TAKEOVER and seen.node and seen.node != self.node_id:
                 await self._tell_moved(seen.node, ep.key, ep.peer_id)
         return claim
@@ -402,11 +413,19 @@ class Hub:
         if self._peers.get(pk) is not ep:
             return False
         del self._peers[pk]
+        if self._unqueued and self._unqueued.get(pk) is ep:
+            del self._unqueued[pk]
         tally(self._per_key, ep.key, -1)
         return True
 
     async def flush_queue(self, ep: Endpoint) -> None:
-        """Deliver what was queued for ``ep`` while it was offline."""
+        """Deliver what was queued for ``ep`` while it was offline (nothing to ask for
+        when its claim saw its queue empty)."""
+        if self._unqueued:
+            pk = (ep.key, ep.peer_id)
+            if self._unqueued.get(pk) is ep:
+                del self._unqueued[pk]
+                return
         try:
             frames = await self.queue.take(ep.key, ep.peer_id)
         except ClusterUnavailable as exc:

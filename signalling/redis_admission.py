@@ -7,8 +7,10 @@ were submitted, each exactly as it would run alone: a claim is atomic and exact
 cluster-wide, a key's limit counts the claims and releases before it. The directory
 (:mod:`signalling.redis_directory`) and the offline store (:mod:`signalling.redis_queue`)
 submit here through their shared :class:`~signalling.redis_link.RedisLink`, so a crowd
-arriving costs one Batcher, one pooled connection and one round trip per turn where
-three separate batches cost three (docs/decisions.md, "The cluster's connect path").
+arriving costs one Batcher, one connection and one round trip per turn where three
+separate batches cost three (docs/decisions.md, "The cluster's connect path"). A claim
+also tells whether anything waits in the id's offline queue, so a peer with nothing
+queued (the usual case) is admitted without a drain.
 """
 
 from __future__ import annotations
@@ -53,16 +55,18 @@ class Admission:
 
     async def claim(self, ep: Endpoint, key_limit: int, lease_ms: int) -> Seen:
         """Claim ``ep``'s id for ``lease_ms``; ``key_limit`` -1: this node is full (only a
-        takeover is admitted). What the script saw, for ``Seen.claim``; Redis failing is
+        takeover is admitted). What the script saw, for ``Seen.claim``, and whether
+        anything waits in the id's offline queue (``Seen.queued``); Redis failing is
         :class:`~signalling.errors.ClusterUnavailable`."""
         names = self._names
         try:
-            held, token, full, node = await self._batch.submit((
-                [names.peer(ep.key, ep.peer_id), names.ids(ep.key)],
+            held, token, full, node, queued = await self._batch.submit((
+                [names.peer(ep.key, ep.peer_id), names.ids(ep.key),
+                 names.queue(ep.key, ep.peer_id)],
                 ["c", ep.token, str(key_limit), ep.peer_id, str(lease_ms)], ep))
         except RedisError as exc:
             raise ClusterUnavailable(str(exc)) from exc
-        return Seen(held == 1, token, full == 1, node)
+        return Seen(held == 1, token, full == 1, node, queued == 1)
 
     async def release(self, key: str, peer_id: str, token: str) -> bool:
         """Free ``peer_id`` if its lease is still this node's for ``token``; tell if it was.
@@ -101,7 +105,7 @@ class Admission:
         """A claim whose caller went away (its socket closed meanwhile): give it back."""
         ep = op[2]
         if ep is not None:
-            held, token, full, node = answer
+            held, token, full, node, _ = answer
             if Seen(held == 1, token, full == 1, node).claim(ep.token) in ADMITTED:
                 asyncio.get_running_loop().create_task(
                     self.release(ep.key, ep.peer_id, ep.token))

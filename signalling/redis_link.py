@@ -12,9 +12,11 @@ every other call, but the command is packed by :func:`pack_command` (a few bytec
 argument where redis-py's encoder and packer spend about a hundred) and sent on a pooled
 connection directly, without ``execute_command``'s wrapping; the retry of a stale
 connection and the reload of a script Redis lost are kept. Admission's one call per loop
-turn (:mod:`signalling.redis_admission`) goes on a connection of its own, made like the
-pool's, since its batch task makes one call at a time (docs/decisions.md, "The cluster's
-connect path").
+turn (:mod:`signalling.redis_admission`) goes on a connection of its own to the pool's
+Redis, since its batch task makes one call at a time: a
+:class:`~signalling.redis_wire.ReplyConnection`, which writes the packed command and reads
+the reply in a protocol callback instead of through redis-py's stream reader and timeout
+wrappers (docs/decisions.md, "The cluster's connect path").
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from signalling import redis_scripts as lua
 from signalling.errors import ClusterUnavailable
 from signalling.names import Names
 from signalling.redis_admission import Admission
+from signalling.redis_wire import ReplyConnection, supported
 
 T = TypeVar("T")
 
@@ -48,6 +51,10 @@ _POOL_WAIT = 5.0
 #: on the 2-core machine against 12 us; pool growth and reconnects pay it).
 DRIVER_INFO = DriverInfo(lib_version=redis.__version__)
 _SCRIPTS = ("ADMIT", "REFRESH", "ENQUEUE", "SWEEP", "HANDOVER")
+#: redis-py's connection classes that :class:`ReplyConnection` stands in for.
+_PLAIN = (aioredis.Connection, aioredis.UnixDomainSocketConnection)
+#: A connection of one caller's own: ours, or redis-py's where ours does not go (TLS).
+OwnConnection = ReplyConnection | aioredis.Connection
 
 
 def redis_client(url: str, pool_size: int = _POOL_SIZE) -> aioredis.Redis:
@@ -89,7 +96,7 @@ class RedisLink:
         self.redis = redis_client(url)
         self.scripts: dict[str, Any] = {name: self.redis.register_script(getattr(lua, name))
                                         for name in _SCRIPTS}
-        self._own: list[aioredis.Connection] = []
+        self._own: list[OwnConnection] = []
         self._closed = False
         #: This node's claims, releases and drains, one script call per loop turn.
         self.admission = Admission(self)
@@ -98,17 +105,24 @@ class RedisLink:
         """The value of a lease this node holds for ``token``: ``node|token``."""
         return f"{self.node_id}|{token}"
 
-    def own_connection(self) -> aioredis.Connection:
-        """A connection made as the pool makes them (same address, timeouts, health
-        checks) but kept out of it, for a caller that makes one call at a time on it
-        (admission's batch task): no checkout, lock or release per call. Closed with the
-        link."""
-        conn: aioredis.Connection = self.redis.connection_pool.make_connection()
+    def own_connection(self) -> OwnConnection:
+        """A connection to the pool's Redis (same address, password, database, timeouts)
+        kept out of the pool, for a caller that makes one call at a time on it
+        (admission's batch task): no checkout, lock or release per call, and (a
+        :class:`~signalling.redis_wire.ReplyConnection`) no stream reader, timeout task
+        or health check either. Over TLS, a redis-py connection made as the pool's.
+        Closed with the link."""
+        pool = self.redis.connection_pool
+        conn: OwnConnection
+        if pool.connection_class in _PLAIN and supported(pool.connection_kwargs):
+            conn = ReplyConnection(pool.connection_kwargs, login(pool.connection_kwargs))
+        else:
+            conn = pool.make_connection()
         self._own.append(conn)
         return conn
 
     async def run_script(self, name: str, keys: list[str], args: list[str],
-                         on: aioredis.Connection | None = None) -> Any:
+                         on: OwnConnection | None = None) -> Any:
         """``EVALSHA`` of script ``name`` (of ``_SCRIPTS``) with ``keys`` and ``args``
         (strings), on a connection of the pool (or ``on``, an :meth:`own_connection`); the
         reply as redis-py parses it. A connection that fails (stale after a Redis
@@ -124,7 +138,9 @@ class RedisLink:
             await self.redis.script_load(script.script)
             return await self._send(packed, on)
 
-    async def _send(self, packed: bytes, on: aioredis.Connection | None) -> Any:
+    async def _send(self, packed: bytes, on: OwnConnection | None) -> Any:
+        if isinstance(on, ReplyConnection):
+            return await _call_own(on, packed)
         if on is not None:
             # Cancelled or failed between a command and its reply, redis-py's
             # read_response drops the connection (what is left unread cannot answer the
@@ -156,6 +172,29 @@ async def _call(conn: aioredis.Connection, packed: bytes) -> Any:
         await conn.disconnect()
         await conn.send_packed_command(packed)  # connects again
         return await conn.read_response()
+
+
+async def _call_own(conn: ReplyConnection, packed: bytes) -> Any:
+    """:func:`_call` on a :class:`ReplyConnection`: once more on a new connection if the
+    one it had was lost (a Redis restart) or timed out."""
+    try:
+        return await conn.call(packed)
+    except (RedisConnectionError, RedisTimeoutError):
+        await conn.disconnect()
+        return await conn.call(packed)  # connects again
+
+
+def login(connection_kwargs: dict[str, Any]) -> list[bytes]:
+    """The commands a new connection sends before any other, as redis-py's would: AUTH
+    when the URL has a password, SELECT for a database other than 0."""
+    out = []
+    password, username = connection_kwargs.get("password"), connection_kwargs.get("username")
+    if password:
+        out.append(pack_command(["AUTH", username, password] if username
+                                else ["AUTH", password]))
+    if int(connection_kwargs.get("db") or 0):
+        out.append(pack_command(["SELECT", str(connection_kwargs["db"])]))
+    return out
 
 
 def split_holder(value: object) -> tuple[str, str]:

@@ -7,18 +7,25 @@ NOW = "local t = redis.call('TIME'); local now = t[1] * 1000 + math.floor(t[2] /
 
 # One loop turn of admission (signalling.redis_admission): claims, releases and drains
 # in the order they were submitted, each as if it were a call of its own.
-# KEYS: qclock, then per operation: a claim or a release: peer, ids; a drain: queue.
+# KEYS: qclock, then per operation: a claim: peer, ids, queue; a release: peer, ids;
+# a drain: queue.
 # ARGV: node, then per operation: 'c', token, key_limit (-1: the claiming node is full),
 # peer_id, ttl_ms | 'r', node|token, peer_id | 'd'.
 # A claim takes an id exactly when signalling.decisions.decide_claim admits (free and not
 # at the limit, or held by the same token: a takeover; a key's limit counts the claims
 # and releases before it) and answers what it saw for that decision: {held 1|0, holder
-# token, at_limit 1|0, holder node}. A release frees the id if its lease is still
-# node|token and answers 1 if it was. A drain removes and answers the queue's items.
+# token, at_limit 1|0, holder node, queued 1|0}; queued is 1 when the id was taken and
+# its offline queue holds something (asked only while any queue waits: the clock lists
+# every queue that holds items). Without a key limit a free id is taken and its holder
+# seen in one SET NX GET. A release frees the id if its lease is still node|token and
+# answers 1 if it was: the lease is taken with GETDEL, and one that turns out to be
+# another holder's is put back as it was (its expiry is its id's score in ids, written
+# with it by every claim and renewal). A drain removes and answers the queue's items.
 ADMIT = NOW + """
 local node = ARGV[1]
 local out = {}
 local swept = {}
+local waiting = nil
 local k, a = 2, 2
 while a <= #ARGV do
   local op = ARGV[a]
@@ -26,36 +33,58 @@ while a <= #ARGV do
     local token, limit, id = ARGV[a + 1], tonumber(ARGV[a + 2]), ARGV[a + 3]
     local ttl = tonumber(ARGV[a + 4])
     local peer, ids = KEYS[k], KEYS[k + 1]
-    local cur = redis.call('GET', peer)
+    local value = node .. '|' .. token
+    local cur, taken
+    if limit == 0 then
+      cur = redis.call('SET', peer, value, 'NX', 'GET', 'PX', ttl)
+    else
+      cur = redis.call('GET', peer)
+    end
+    local answer
     if cur then
       local sep = string.find(cur, '|', 1, true)
       local held = string.sub(cur, sep + 1)
       if held == token then
-        redis.call('SET', peer, node .. '|' .. token, 'PX', ttl)
+        redis.call('SET', peer, value, 'PX', ttl)
         redis.call('ZADD', ids, now + ttl, id)
+        taken = true
       end
-      out[#out + 1] = {1, held, 0, string.sub(cur, 1, sep - 1)}
+      answer = {1, held, 0, string.sub(cur, 1, sep - 1), 0}
     else
       if not swept[ids] then
         redis.call('ZREMRANGEBYSCORE', ids, '-inf', now)
         swept[ids] = true
       end
       local full = 0
-      if limit < 0 or (limit > 0 and redis.call('ZCARD', ids) >= limit) then
+      if limit == 0 then
+        redis.call('ZADD', ids, now + ttl, id)
+        taken = true
+      elseif limit < 0 or (limit > 0 and redis.call('ZCARD', ids) >= limit) then
         full = 1
       else
-        redis.call('SET', peer, node .. '|' .. token, 'PX', ttl)
+        redis.call('SET', peer, value, 'PX', ttl)
         redis.call('ZADD', ids, now + ttl, id)
+        taken = true
       end
-      out[#out + 1] = {0, '', full, ''}
+      answer = {0, '', full, '', 0}
     end
-    k, a = k + 2, a + 5
+    if taken then
+      if waiting == nil then waiting = redis.call('ZCARD', KEYS[1]) > 0 end
+      if waiting and redis.call('EXISTS', KEYS[k + 2]) == 1 then answer[5] = 1 end
+    end
+    out[#out + 1] = answer
+    k, a = k + 3, a + 5
   elseif op == 'r' then
     local freed = 0
-    if redis.call('GET', KEYS[k]) == ARGV[a + 1] then
-      redis.call('DEL', KEYS[k])
+    local cur = redis.call('GETDEL', KEYS[k])
+    if cur == ARGV[a + 1] then
       redis.call('ZREM', KEYS[k + 1], ARGV[a + 2])
       freed = 1
+    elseif cur then
+      local expiry = redis.call('ZSCORE', KEYS[k + 1], ARGV[a + 2])
+      if expiry and tonumber(expiry) > now then
+        redis.call('SET', KEYS[k], cur, 'PXAT', expiry)
+      end
     end
     out[#out + 1] = freed
     k, a = k + 2, a + 3

@@ -15,7 +15,7 @@ import pytest
 
 from signalling.batcher import Batcher, BatchMismatch
 from signalling.decisions import Claim
-from signalling.hub import Limits
+from signalling.hub import Limits, Parcel
 from signalling.protocol import parse_client_frame
 from tests.endpoints import Recorder
 from tests.services import REDIS_URL, redis_reachable
@@ -204,22 +204,23 @@ async def test_a_script_call_survives_a_redis_restart_its_stale_connection_and_l
     link = RedisLink(private_redis.url, f"tlean-{uuid.uuid4().hex[:8]}", "n1")
     names = link.names
     try:
-        keys = [names.queue_clock(), names.peer("k", "a\x00é"), names.ids("k")]
+        keys = [names.queue_clock(), names.peer("k", "a\x00é"), names.ids("k"),
+                names.queue("k", "a\x00é")]
         claim = ["n1-x", "c", "tok|1", "0", "a\x00é", "5000"]
-        assert await link.run_script("ADMIT", keys, claim) == [[0, "", 0, ""]]
-        assert await link.run_script("ADMIT", keys, claim) == [[1, "tok|1", 0, "n1-x"]]
+        assert await link.run_script("ADMIT", keys, claim) == [[0, "", 0, "", 0]]
+        assert await link.run_script("ADMIT", keys, claim) == [[1, "tok|1", 0, "n1-x", 0]]
         private_redis.kill()
         private_redis.start()  # empty: the lease and the loaded scripts are gone, and the
         # pooled connection is stale
-        assert await link.run_script("ADMIT", keys, claim) == [[0, "", 0, ""]]
+        assert await link.run_script("ADMIT", keys, claim) == [[0, "", 0, "", 0]]
         assert await link.redis.get(keys[1]) == "n1-x|tok|1"
         private_redis.kill()
         with pytest.raises(redis.RedisError):
             await link.run_script("ADMIT", keys, claim)
         private_redis.start()
-        assert await link.run_script("ADMIT", keys, claim) == [[0, "", 0, ""]]
-        assert await link.run_script("ADMIT", keys, ["n1-x", "r", "n1-x|tok|1", "a\x00é"]) \
-            == [1]
+        assert await link.run_script("ADMIT", keys, claim) == [[0, "", 0, "", 0]]
+        assert await link.run_script("ADMIT", keys[:3],
+                                     ["n1-x", "r", "n1-x|tok|1", "a\x00é"]) == [1]
         assert await link.redis.exists(keys[1]) == 0
     finally:
         await link.aclose()
@@ -350,9 +351,10 @@ async def test_a_call_cancelled_before_its_reply_leaves_its_own_connection_answe
         admitting: Any) -> None:
     link = admitting
     conn = link.own_connection()
-    keys = [link.names.queue_clock(), link.names.peer("k", "a"), link.names.ids("k")]
+    keys = [link.names.queue_clock(), link.names.peer("k", "a"), link.names.ids("k"),
+            link.names.queue("k", "a")]
     claim = ["n1-x", "c", "tok", "0", "a", "5000"]
-    assert await link.run_script("ADMIT", keys, claim, conn) == [[0, "", 0, ""]]
+    assert await link.run_script("ADMIT", keys, claim, conn) == [[0, "", 0, "", 0]]
     await link.redis.execute_command("CLIENT", "PAUSE", "20000", "WRITE")
     try:
         call = asyncio.ensure_future(link.run_script("ADMIT", keys, claim, conn))
@@ -364,7 +366,8 @@ async def test_a_call_cancelled_before_its_reply_leaves_its_own_connection_answe
         await link.redis.execute_command("CLIENT", "UNPAUSE")
     # The cancelled call's reply (a takeover: [[1, ...]]) must not answer this release
     # (redis-py's read_response drops a connection whose reply it did not read).
-    assert await link.run_script("ADMIT", keys, ["n1-x", "r", "n1-x|tok", "a"], conn) == [1]
+    assert await link.run_script("ADMIT", keys[:3], ["n1-x", "r", "n1-x|tok", "a"],
+                                 conn) == [1]
 
 
 async def test_a_redis_restart_under_a_turn_is_cluster_unavailable_then_admits_again(
@@ -389,6 +392,97 @@ async def test_a_redis_restart_under_a_turn_is_cluster_unavailable_then_admits_a
     assert (freed, items) == (False, [])  # the restart lost the lease "up" held
     assert await admitting.redis.get(admitting.names.peer("k", "down")) == \
         admitting.holder_value("t2")
+
+
+def command_calls(url: str, command: str) -> int:
+    """Calls of ``command`` a (private) redis-server has run so far, scripts' included."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        return int(client.info("commandstats").get(f"cmdstat_{command}", {}).get("calls", 0))
+    finally:
+        client.close()
+
+
+async def test_a_claim_tells_whether_anything_waits_in_the_ids_offline_queue(
+        admitting: Any) -> None:
+    from signalling.redis_queue import queue_item
+
+    link, admission = admitting, admitting.admission
+    # Nothing queued anywhere: the claim says so.
+    assert (await admission.claim(Recorder("k", "a"), 0, 5000)).queued is False
+    await link.redis.rpush(link.names.queue("k", "b"), queue_item("x", "f"))
+    await link.redis.zadd(link.names.queue_clock(), {link.names.queue("k", "b"): 1})
+    # Something waits for another id only: still nothing for this one.
+    assert (await admission.claim(Recorder("k", "c"), 0, 5000)).queued is False
+    # Its own queue holds something: with and without a key limit, and on a takeover.
+    assert (await admission.claim(Recorder("k", "b"), 0, 5000)).queued is True
+    assert (await admission.claim(Recorder("k", "b"), 0, 5000)).queued is True
+    seen = await admission.claim(Recorder("lim", "b", token="t"), 5, 5000)
+    assert (seen.claim("t"), seen.queued) == (Claim.NEW, False)
+    await link.redis.rpush(link.names.queue("lim", "q"), queue_item("x", "f"))
+    await link.redis.zadd(link.names.queue_clock(), {link.names.queue("lim", "q"): 1})
+    assert (await admission.claim(Recorder("lim", "q"), 5, 5000)).queued is True
+    # Not taken: nothing to drain either way.
+    seen = await admission.claim(Recorder("k", "b", token="other"), 0, 5000)
+    assert (seen.claim("other"), seen.queued) == (Claim.TAKEN, False)
+
+
+async def test_a_peer_whose_claim_saw_no_queue_is_admitted_without_a_drain(
+        private_redis: Any) -> None:
+    from signalling.cluster import redis_hub
+
+    hub = redis_hub(private_redis.url, f"tnodrain-{uuid.uuid4().hex[:8]}", "n1",
+                    queue_limit=100, expire_timeout=5, cleanup_interval=1, lease=5.0)
+    try:
+        # A frame waits for "late" only (it came from another node while "late" was away).
+        link = hub.directory.link
+        await hub.queue.put([Parcel("k", "late", "x", '{"type":"OFFER"}', 0, False)])
+        before = command_calls(private_redis.url, "lrange")
+        fresh, late = Recorder("k", "fresh"), Recorder("k", "late")
+        assert await hub.register(fresh, LIMITS) is Claim.NEW
+        await hub.flush_queue(fresh)
+        assert command_calls(private_redis.url, "lrange") == before  # no drain asked for
+        assert await hub.register(late, LIMITS) is Claim.NEW
+        await hub.flush_queue(late)
+        assert command_calls(private_redis.url, "lrange") == before + 1
+        assert late.frames == [{"type": "OFFER"}]
+        assert await link.redis.exists(link.names.queue("k", "late")) == 0
+        assert not hub._unqueued  # nothing kept once the queues were flushed
+        # A peer that leaves between its claim and its flush leaves nothing behind either.
+        brief = Recorder("k", "brief")
+        assert await hub.register(brief, LIMITS) is Claim.NEW
+        assert hub._unqueued
+        assert await hub.unregister(brief) is True
+        assert not hub._unqueued
+    finally:
+        await hub.close_all(None, 1001, "test over")
+        await hub.stop()
+
+
+async def test_a_release_of_a_lease_another_holder_took_leaves_that_lease_as_it_was(
+        admitting: Any) -> None:
+    link, admission = admitting, admitting.admission
+    mine = Recorder("k", "x", token="mine")
+    assert (await admission.claim(mine, 0, 60_000)).claim("mine") is Claim.NEW
+    # Another node took the id over with another token (as after this lease ran out).
+    other = "n2-y|theirs"
+    lease, ids = link.names.peer("k", "x"), link.names.ids("k")
+    expiry = int((await link.redis.time())[0]) * 1000 + 30_000
+    await link.redis.set(lease, other, pxat=expiry)
+    await link.redis.zadd(ids, {"x": expiry})
+    assert await admission.release("k", "x", "mine") is False
+    assert await link.redis.get(lease) == other
+    assert await link.redis.pexpiretime(lease) == expiry
+    assert await link.redis.zscore(ids, "x") == expiry
+    # Its own lease is freed, set member included.
+    assert await admission.release("k", "x", "theirs") is False  # not this node's
+    assert await link.redis.get(lease) == other
+    await link.redis.set(lease, link.holder_value("mine"), px=60_000)
+    assert await admission.release("k", "x", "mine") is True
+    assert await link.redis.exists(lease) == 0
+    assert await link.redis.zscore(ids, "x") is None
 
 
 # --- the cluster's routing decision ---------------------------------------------------
