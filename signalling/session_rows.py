@@ -4,7 +4,7 @@ The writer spends its time per row, so each backend gets the statement that cost
 least in Python (the writer's Python holds the GIL, which the event loop needs):
 
 - **PostgreSQL**: the batch is one JSON document (``orjson``, C code, datetimes
-  included) read by one statement (``json_array_elements``): no Python per row. A
+  included) read by one statement (``json_to_recordset``): no Python per row. A
   multi-row ``VALUES`` list was ~2,400 bytecodes per row, nearly all of it psycopg
   splitting a 7,000-placeholder query in Python (it caches only short queries).
 - **SQLite**: one multi-row ``INSERT ... RETURNING`` per chunk and one ``executemany``
